@@ -1,0 +1,216 @@
+"""Pure summary builders: numpy in, TensorBoard `Summary` proto out, no I/O.
+
+Each builder validates what it is given and raises `ValueError`/`TypeError`
+naming the tag. Device-side work (pooling big weights, gradient norms) happens
+before these are called, in `torch_visualization.reduce`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tensorboard.compat.proto import summary_pb2
+from tensorboard.util import tensor_util
+
+from torch_visualization import metadata
+
+
+def check_numeric_dtype(tag, dtype):
+    """Raises `TypeError` unless `dtype` is a real integer or floating type.
+
+    Args:
+      tag: Named in the error.
+      dtype: A numpy dtype (torch dtypes are checked in the writer).
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iuf":
+        raise TypeError(
+            "%r: values must be real numbers (integer or floating), got dtype %s"
+            % (tag, dtype)
+        )
+
+
+def _as_array(tag, values, dtype):
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError) as e:
+        raise TypeError("%r: values are not a numeric array: %s" % (tag, e)) from None
+    check_numeric_dtype(tag, array.dtype)
+    if array.size == 0:
+        raise ValueError("%r: values are empty (shape %s)" % (tag, list(array.shape)))
+    return array.astype(dtype, copy=False)
+
+
+def _check_labels(tag, labels, count, what):
+    labels = [] if labels is None else list(labels)
+    for label in labels:
+        if not isinstance(label, str):
+            raise TypeError(
+                "%r: %s must be strings, got %s" % (tag, what, type(label).__name__)
+            )
+    if labels and len(labels) != count:
+        raise ValueError(
+            "%r: %d %s given for %d values" % (tag, len(labels), what, count)
+        )
+    return labels
+
+
+def _summary(tag, array, summary_metadata):
+    if not isinstance(tag, str) or not tag:
+        raise TypeError("tag must be a non-empty string, got %r" % (tag,))
+    return summary_pb2.Summary(
+        value=[
+            summary_pb2.Summary.Value(
+                tag=tag,
+                tensor=tensor_util.make_tensor_proto(array),
+                metadata=summary_metadata,
+            )
+        ]
+    )
+
+
+def heatmap_summary(tag, grid, *, original_shape, reduction="none"):
+    """A heatmap value: a 2-D grid of (possibly pooled) tensor values.
+
+    Args:
+      tag: The tag.
+      grid: Array-like `[rows, cols]`, already reduced to a bounded grid.
+      original_shape: The shape of the tensor the grid was made from.
+      reduction: "none" when `grid` is the tensor itself (up to reshaping),
+        "mean_pool" when cells are means over blocks of the original.
+
+    Returns:
+      A `Summary` proto holding one float32 tensor.
+    """
+    grid = _as_array(tag, grid, np.float32)
+    if grid.ndim != 2:
+        raise ValueError(
+            "%r: heatmap grid must be 2-D, got shape %s" % (tag, list(grid.shape))
+        )
+    if reduction not in ("none", "mean_pool"):
+        raise ValueError("%r: unknown reduction %r" % (tag, reduction))
+    return _summary(
+        tag,
+        grid,
+        metadata.create_summary_metadata(
+            "heatmap", original_shape=original_shape, reduction=reduction
+        ),
+    )
+
+
+def pie_summary(tag, values, *, class_names=None):
+    """A pie value: one non-negative share per class.
+
+    NaN and +/-Inf are kept (and drawn as such) since they signal a numerical
+    failure the user wants to see; finite negative values are an error.
+
+    Args:
+      tag: The tag.
+      values: Array-like `[classes]` of counts, probabilities or any weights.
+      class_names: Optional names, one per class.
+
+    Returns:
+      A `Summary` proto holding one float64 tensor.
+    """
+    values = _as_array(tag, values, np.float64)
+    if values.ndim != 1:
+        raise ValueError(
+            "%r: pie values must be 1-D [classes], got shape %s"
+            % (tag, list(values.shape))
+        )
+    finite = values[np.isfinite(values)]
+    if (finite < 0).any():
+        raise ValueError(
+            "%r: pie values must be non-negative, got %s" % (tag, finite[finite < 0][:5].tolist())
+        )
+    names = _check_labels(tag, class_names, values.shape[0], "class_names")
+    return _summary(
+        tag, values, metadata.create_summary_metadata("pie", labels=names)
+    )
+
+
+def bars_summary(tag, values, *, labels=None, stat_names=None):
+    """A bars value: one bar per layer, optionally several stats per layer.
+
+    Args:
+      tag: The tag.
+      values: Array-like `[layers]`, or `[layers, stats]` where the first
+        stat is drawn and the rest are shown on hover.
+      labels: Optional layer names, one per layer.
+      stat_names: For 2-D values, one name per stat column.
+
+    Returns:
+      A `Summary` proto holding one float64 tensor.
+    """
+    values = _as_array(tag, values, np.float64)
+    if values.ndim not in (1, 2):
+        raise ValueError(
+            "%r: bar values must be [layers] or [layers, stats], got shape %s"
+            % (tag, list(values.shape))
+        )
+    names = _check_labels(tag, labels, values.shape[0], "labels")
+    stats = [] if stat_names is None else list(stat_names)
+    if stats and (values.ndim != 2 or len(stats) != values.shape[1]):
+        raise ValueError(
+            "%r: %d stat_names given for values of shape %s"
+            % (tag, len(stats), list(values.shape))
+        )
+    return _summary(
+        tag,
+        values,
+        metadata.create_summary_metadata("bars", labels=names, stat_names=stats),
+    )
+
+
+def scatter_summary(tag, points, *, classes=None, class_names=None):
+    """A scatter value: 2-D points, each optionally in a class.
+
+    Args:
+      tag: The tag.
+      points: Array-like `[points, 2]`.
+      classes: Optional integer class index per point, `[points]`, each in
+        `[0, len(class_names))` when names are given, else non-negative.
+      class_names: Optional class names.
+
+    Returns:
+      A `Summary` proto holding a float32 tensor `[points, 3]`: x, y and the
+      class index (-1 for points without a class).
+    """
+    points = _as_array(tag, points, np.float32)
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise ValueError(
+            "%r: scatter points must be [N, 2], got shape %s"
+            % (tag, list(points.shape))
+        )
+    count = points.shape[0]
+    names = [] if class_names is None else list(class_names)
+    _check_labels(tag, names, len(names), "class_names")
+    if classes is None:
+        index = np.full(count, metadata.SCATTER_NO_CLASS, dtype=np.float32)
+    else:
+        index = np.asarray(classes)
+        if index.dtype.kind not in "iu":
+            raise TypeError(
+                "%r: scatter labels must be integer class indices, got dtype %s"
+                % (tag, index.dtype)
+            )
+        if index.shape != (count,):
+            raise ValueError(
+                "%r: %s labels given for %d points"
+                % (tag, list(index.shape), count)
+            )
+        limit = len(names) if names else None
+        bad = (index < 0) if limit is None else ((index < 0) | (index >= limit))
+        if bad.any():
+            raise ValueError(
+                "%r: labels out of range%s: %s"
+                % (
+                    tag,
+                    "" if limit is None else " [0, %d)" % limit,
+                    index[bad][:5].tolist(),
+                )
+            )
+        index = index.astype(np.float32)
+    table = np.concatenate([points, index[:, None]], axis=1)
+    return _summary(
+        tag, table, metadata.create_summary_metadata("scatter", labels=names)
+    )

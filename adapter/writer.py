@@ -1,0 +1,224 @@
+"""`SummaryWriter`: PyTorch's writer plus our four chart kinds.
+
+The only place that writes events: every value goes through TensorBoard's own
+event file writer (the one `torch.utils.tensorboard` uses), so the stock API
+(`add_scalar`, ...) keeps working beside ours.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import numbers
+import threading
+
+import numpy as np
+import torch
+from torch.utils import tensorboard as _torch_tensorboard
+
+from torch_visualization import metadata, reduce, summary
+
+
+def _to_numpy(tag, values):
+    """Converts tensors, arrays, lists and scalars to a numpy array.
+
+    Torch tensors are detached and copied to the host in one transfer; callers
+    reduce big tensors on the device first.
+    """
+    if isinstance(values, torch.Tensor):
+        reduce.check_tensor_dtype(tag, values)
+        values = values.detach()
+        if values.dtype in (torch.bfloat16, torch.float16):
+            values = values.float()
+        return values.cpu().numpy()
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError) as e:
+        raise TypeError("%r: values are not numeric: %s" % (tag, e)) from None
+    summary.check_numeric_dtype(tag, array.dtype)
+    return array
+
+
+class SummaryWriter(_torch_tensorboard.SummaryWriter):
+    """`torch.utils.tensorboard.SummaryWriter` with model-insight charts.
+
+    Labels (class names, layer names) are stored once per tag, in the metadata
+    of its first event, because that is the only metadata TensorBoard keeps.
+    This writer therefore freezes them: a later call on the same tag with a
+    different chart kind or different labels raises `ValueError`.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._frozen = {}
+        self._frozen_lock = threading.Lock()
+        self._watch_handles = []
+
+    # -- the frozen-labels rule -------------------------------------------
+
+    def _freeze(self, tag, kind, labels=(), stat_names=()):
+        key = (kind, tuple(labels), tuple(stat_names))
+        with self._frozen_lock:
+            first = self._frozen.setdefault(tag, key)
+        if first == key:
+            return
+        if first[0] != kind:
+            raise ValueError(
+                "%r was first logged as a %s; it cannot be logged as a %s "
+                "(use another tag)" % (tag, first[0], kind)
+            )
+        what = "labels" if first[1] != key[1] else "stat_names"
+        old, new = (first[1], key[1]) if what == "labels" else (first[2], key[2])
+        raise ValueError(
+            "%r: %s changed from %s to %s; TensorBoard keeps only the first "
+            "event's metadata, so %s are fixed per tag (use a new tag)"
+            % (tag, what, list(old)[:8], list(new)[:8], what)
+        )
+
+    def _write(self, summary_proto, global_step, walltime):
+        self._get_file_writer().add_summary(summary_proto, global_step, walltime)
+
+    # -- the four chart kinds ----------------------------------------------
+
+    def add_weight_heatmap(
+        self,
+        tag,
+        tensor,
+        global_step=None,
+        walltime=None,
+        *,
+        max_cells=reduce.DEFAULT_MAX_CELLS,
+    ):
+        """Logs a heatmap of a weight (or any rank >= 1 tensor).
+
+        1-D tensors are one row, conv weights `[out, in, kh, kw]` are shown as
+        `out x (in*kh*kw)`. Anything larger than `max_cells` is mean-pooled on
+        the tensor's own device; the original shape is recorded.
+
+        Args:
+          tag: Tag of the chart.
+          tensor: A torch tensor (or array-like) of real numbers, rank >= 1.
+          global_step: Step to record.
+          walltime: Optional override of the event time (seconds).
+          max_cells: Largest grid stored, an int or `(rows, cols)`; 64x64 by
+            default.
+        """
+        if not isinstance(tensor, torch.Tensor):
+            tensor = torch.as_tensor(_to_numpy(tag, tensor))
+        grid, reduction = reduce.heatmap_grid(tag, tensor, max_cells)
+        proto = summary.heatmap_summary(
+            tag,
+            grid.cpu().numpy(),
+            original_shape=tuple(tensor.shape),
+            reduction=reduction,
+        )
+        self._freeze(tag, "heatmap")
+        self._write(proto, global_step, walltime)
+
+    def add_class_pie(
+        self, tag, values, global_step=None, walltime=None, *, class_names=None
+    ):
+        """Logs a pie of per-class shares.
+
+        Args:
+          tag: Tag of the chart.
+          values: `[classes]` non-negative counts or probabilities, or
+            `[batch, classes]` probabilities, averaged over the batch.
+          global_step: Step to record.
+          walltime: Optional override of the event time (seconds).
+          class_names: Optional list of class names, fixed per tag.
+        """
+        if isinstance(values, torch.Tensor) and values.dim() == 2:
+            reduce.check_tensor_dtype(tag, values)
+            values = values.detach().float().mean(dim=0)
+        array = _to_numpy(tag, values)
+        if array.ndim == 2:
+            array = array.astype(np.float64).mean(axis=0)
+        proto = summary.pie_summary(tag, array, class_names=class_names)
+        self._freeze(tag, "pie", () if class_names is None else class_names)
+        self._write(proto, global_step, walltime)
+
+    def add_gradient_bars(
+        self, tag, source, global_step=None, walltime=None, *, stat="norm"
+    ):
+        """Logs one bar per layer.
+
+        Args:
+          tag: Tag of the chart.
+          source: A `torch.nn.Module` (one bar per parameter that requires
+            gradients, labelled by its name, valued by a statistic of its
+            gradient computed on the device; a missing gradient counts as
+            zero), or a mapping `{layer name: value}` plotted as given.
+          global_step: Step to record.
+          walltime: Optional override of the event time (seconds).
+          stat: For a module: "norm" (L2, the default), "mean_abs" or
+            "max_abs".
+        """
+        if isinstance(source, torch.nn.Module):
+            names, values = reduce.parameter_gradient_stats(
+                source.named_parameters(), stat
+            )
+            array = values.cpu().numpy()
+        elif isinstance(source, collections.abc.Mapping):
+            if not source:
+                raise ValueError("%r: the mapping of bar values is empty" % tag)
+            names = [str(name) for name in source]
+            array = np.array(
+                [self._bar_value(tag, name, value) for name, value in source.items()],
+                dtype=np.float64,
+            )
+        else:
+            raise TypeError(
+                "%r: expected a torch.nn.Module or a mapping {layer: value}, got %s"
+                % (tag, type(source).__name__)
+            )
+        proto = summary.bars_summary(tag, array, labels=names)
+        self._freeze(tag, "bars", names)
+        self._write(proto, global_step, walltime)
+
+    @staticmethod
+    def _bar_value(tag, name, value):
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                raise ValueError(
+                    "%r: value of %r must be a single number, got shape %s"
+                    % (tag, name, list(value.shape))
+                )
+            reduce.check_tensor_dtype(tag, value)
+            return float(value.item())
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, np.generic) and value.dtype.kind in "iuf":
+            return float(value)
+        raise TypeError(
+            "%r: value of %r must be a real number, got %s"
+            % (tag, name, type(value).__name__)
+        )
+
+    def add_scatter(
+        self,
+        tag,
+        points,
+        global_step=None,
+        walltime=None,
+        *,
+        labels=None,
+        class_names=None,
+    ):
+        """Logs a 2-D scatter plot.
+
+        Args:
+          tag: Tag of the chart.
+          points: `[N, 2]` coordinates (e.g. a PCA of features).
+          global_step: Step to record.
+          walltime: Optional override of the event time (seconds).
+          labels: Optional `[N]` integer class index per point.
+          class_names: Optional class names (fixed per tag); with them, each
+            label must be in `[0, len(class_names))`.
+        """
+        array = _to_numpy(tag, points)
+        classes = None if labels is None else _to_numpy(tag, labels)
+        proto = summary.scatter_summary(
+            tag, array, classes=classes, class_names=class_names
+        )
+        self._freeze(tag, "scatter", () if class_names is None else class_names)
+        self._write(proto, global_step, walltime)

@@ -1,0 +1,1 @@
+"""TensorBoard side of torch-visualization. Never imports torch."""

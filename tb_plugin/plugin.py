@@ -1,0 +1,258 @@
+"""The torch_visualization TensorBoard plugin: routes and their implementations.
+
+Each route parses its query and calls an `*_impl` function that knows no HTTP;
+bad queries raise TensorBoard's typed errors, which TensorBoard turns into
+400/404 responses with the message as the body. Routes and response shapes
+are documented in docs/http_api.md.
+
+Data is read only through `context.data_provider` (`context.multiplexer` is
+None under RustBoard), so the plugin works with both loaders.
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+import os
+import re
+
+import numpy as np
+from tensorboard import errors, plugin_util
+from tensorboard.backend import http_util
+from tensorboard.data import provider
+from tensorboard.plugins import base_plugin
+from werkzeug import wrappers
+
+from torch_visualization import metadata
+from torch_visualization.tb_plugin import encoding
+from torch_visualization.tb_plugin.loader import DEFAULT_SAMPLES
+
+logger = logging.getLogger(__name__)
+
+# The ES modules ship beside this package: frontend/ in the repository,
+# torch_visualization/frontend/ in the wheel.
+FRONTEND_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "frontend")
+
+_STATIC_NAME = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*\.(js|css)$")
+_CONTENT_TYPES = {"js": "text/javascript", "css": "text/css"}
+
+
+class TorchVisualizationPlugin(base_plugin.TBPlugin):
+    """Serves the "Model Insight" tab."""
+
+    plugin_name = metadata.PLUGIN_NAME
+
+    def __init__(self, context):
+        self._data_provider = context.data_provider
+        hints = context.sampling_hints or {}
+        samples = hints.get(metadata.PLUGIN_NAME, DEFAULT_SAMPLES)
+        # 0 means "keep everything" to TensorBoard's loaders; ask for all then.
+        self._downsample = samples if samples else 2**31 - 1
+        self._warned = set()
+
+    def get_plugin_apps(self):
+        return {
+            "/tags": self._serve_tags,
+            "/data": self._serve_data,
+            "/*": self._serve_static,
+        }
+
+    def is_active(self):
+        # Activity is decided by TensorBoard from data_plugin_names().
+        return False
+
+    def frontend_metadata(self):
+        return base_plugin.FrontendMetadata(
+            es_module_path="/index.js", tab_name="Model Insight"
+        )
+
+    # -- routes --------------------------------------------------------------
+
+    @wrappers.Request.application
+    def _serve_tags(self, request):
+        ctx = plugin_util.context(request.environ)
+        experiment = plugin_util.experiment_id(request.environ)
+        return http_util.Respond(request, self.tags_impl(ctx, experiment), "application/json")
+
+    @wrappers.Request.application
+    def _serve_data(self, request):
+        run = _single_arg(request, "run", required=True)
+        tag = _single_arg(request, "tag", required=True)
+        step = _parse_step(_single_arg(request, "step", required=False))
+        ctx = plugin_util.context(request.environ)
+        experiment = plugin_util.experiment_id(request.environ)
+        body = self.data_impl(ctx, experiment, run, tag, step)
+        return http_util.Respond(request, body, "application/json")
+
+    @wrappers.Request.application
+    def _serve_static(self, request):
+        prefix = "/data/plugin/%s/" % metadata.PLUGIN_NAME
+        path = request.path
+        name = path[path.index(prefix) + len(prefix):] if prefix in path else ""
+        content, content_type = self.static_impl(name)
+        return http_util.Respond(request, content, content_type)
+
+    # -- implementations (no HTTP) -------------------------------------------
+
+    def tags_impl(self, ctx, experiment_id):
+        """Lists runs and tags with their chart metadata.
+
+        Returns:
+          `{"runs": {run: {tag: {...}}}}` as in docs/http_api.md.
+        """
+        listing = self._data_provider.list_tensors(
+            ctx, experiment_id=experiment_id, plugin_name=metadata.PLUGIN_NAME
+        )
+        runs = {}
+        for run, tags in listing.items():
+            for tag, series in tags.items():
+                data = self._parse_content(run, tag, series.plugin_content)
+                if data is None:
+                    continue
+                info = _describe(data)
+                info["max_step"] = series.max_step
+                info["max_wall_time"] = series.max_wall_time
+                runs.setdefault(run, {})[tag] = info
+        return {"runs": runs}
+
+    def data_impl(self, ctx, experiment_id, run, tag, step=None):
+        """One step of one chart, with every step the server holds.
+
+        Args:
+          ctx: TensorBoard request context.
+          experiment_id: Experiment of the request.
+          run: Run name.
+          tag: Tag name.
+          step: Step to return; None for the latest.
+
+        Returns:
+          A JSON-ready dict (see docs/http_api.md).
+
+        Raises:
+          errors.NotFoundError: unknown run, tag or step.
+        """
+        run_tag_filter = provider.RunTagFilter(runs=[run], tags=[tag])
+        listing = self._data_provider.list_tensors(
+            ctx,
+            experiment_id=experiment_id,
+            plugin_name=metadata.PLUGIN_NAME,
+            run_tag_filter=run_tag_filter,
+        )
+        series = listing.get(run, {}).get(tag)
+        if series is None:
+            raise errors.NotFoundError("no chart for run %r and tag %r" % (run, tag))
+        data = self._parse_content(run, tag, series.plugin_content)
+        if data is None:
+            raise errors.NotFoundError(
+                "the chart for run %r and tag %r cannot be read by this version "
+                "(see the server log)" % (run, tag)
+            )
+        read = self._data_provider.read_tensors(
+            ctx,
+            experiment_id=experiment_id,
+            plugin_name=metadata.PLUGIN_NAME,
+            downsample=self._downsample,
+            run_tag_filter=run_tag_filter,
+        )
+        # A restarted run may log a step twice; the later record wins.
+        by_step = {}
+        for datum in read.get(run, {}).get(tag, []):
+            values = np.asarray(datum.numpy)
+            try:
+                metadata.check_values(data, values)
+            except metadata.ContentError as e:
+                self._warn_once((run, tag, datum.step), "skipping run %r tag %r step %d: %s", run, tag, datum.step, e)
+                continue
+            by_step[datum.step] = (datum, values)
+        if not by_step:
+            raise errors.NotFoundError("no readable steps for run %r and tag %r" % (run, tag))
+        steps = sorted(by_step)
+        if step is None:
+            step = steps[-1]
+        if step not in by_step:
+            raise errors.NotFoundError(
+                "step %d is not logged for run %r and tag %r (steps %d..%d)"
+                % (step, run, tag, steps[0], steps[-1])
+            )
+        datum, values = by_step[step]
+        body = _describe(data)
+        body.update(
+            run=run,
+            tag=tag,
+            step=step,
+            wall_time=datum.wall_time,
+            shape=list(values.shape),
+            values=encoding.encode_array(values),
+            nonfinite=int(values.size - np.count_nonzero(np.isfinite(values))),
+            steps=steps,
+        )
+        return body
+
+    def static_impl(self, name):
+        """Reads one frontend file.
+
+        Args:
+          name: Path below the plugin prefix, e.g. "index.js" or "views/pie.js".
+
+        Returns:
+          `(bytes, content_type)`.
+
+        Raises:
+          errors.NotFoundError: not one of our .js/.css files.
+        """
+        if not _STATIC_NAME.match(name):
+            raise errors.NotFoundError("no such file: %r" % name[:200])
+        path = os.path.join(FRONTEND_DIR, *name.split("/"))
+        root = os.path.realpath(FRONTEND_DIR)
+        if not os.path.realpath(path).startswith(root + os.sep) or not os.path.isfile(path):
+            raise errors.NotFoundError("no such file: %r" % name)
+        with open(path, "rb") as f:
+            content = f.read()
+        return content, _CONTENT_TYPES[name.rsplit(".", 1)[1]]
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _parse_content(self, run, tag, content):
+        try:
+            return metadata.parse_plugin_data(content)
+        except (metadata.ContentError, TypeError) as e:
+            self._warn_once((run, tag), "skipping run %r tag %r: %s", run, tag, e)
+            return None
+
+    def _warn_once(self, key, message, *args):
+        # Every request re-reads the data; log each bad record once, not per request.
+        if key not in self._warned:
+            self._warned.add(key)
+            logger.warning(message, *args)
+
+
+def _describe(data):
+    return {
+        "kind": metadata.kind_name(data),
+        "labels": list(data.labels),
+        "stat_names": list(data.stat_names),
+        "original_shape": list(data.original_shape),
+        "reduction": data.reduction,
+    }
+
+
+def _single_arg(request, name, *, required):
+    values = request.args.getlist(name)
+    if len(values) > 1:
+        raise errors.InvalidArgumentError("query parameter %r given %d times" % (name, len(values)))
+    if not values:
+        if required:
+            raise errors.InvalidArgumentError("missing query parameter %r" % name)
+        return None
+    return values[0]
+
+
+def _parse_step(text):
+    if text is None:
+        return None
+    if not re.fullmatch(r"-?[0-9]{1,19}", text.strip()):
+        raise errors.InvalidArgumentError("step must be an integer, got %r" % text[:100])
+    step = int(text)
+    if not -(2**63) <= step < 2**63:
+        raise errors.InvalidArgumentError("step %r is out of range" % text[:100])
+    return step

@@ -1,0 +1,187 @@
+"""Shared fixtures: real event files and real TensorBoard servers."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLASS_NAMES = ["cat", "dog", "bird"]
+# More steps than either loader keeps by default (Python 10, RustBoard 100),
+# so tests prove the plugin's own sampling default reaches every step.
+MANY_STEPS = 150
+
+
+def write_sample_logdir(logdir):
+    """Writes two runs with every chart kind; returns what was written.
+
+    Returns:
+      `{run: {tag: {step: numpy array as the plugin should serve it}}}`.
+    """
+    import torch
+
+    from torch_visualization import SummaryWriter
+
+    expected = {}
+    torch.manual_seed(0)
+    for run in ("alpha", "beta"):
+        writer = SummaryWriter(os.path.join(logdir, run))
+        model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+        model(torch.randn(5, 4)).sum().backward()
+        runs = expected.setdefault(run, {})
+        for step in range(MANY_STEPS):
+            pie = np.array([step + 1.0, 2.0, 3.0])
+            writer.add_class_pie("outputs/classes", pie, step, class_names=CLASS_NAMES)
+            runs.setdefault("outputs/classes", {})[step] = pie
+        for step in (0, 10, 20):
+            weight = torch.randn(5, 7)
+            if step == 20:
+                weight[0, 0] = float("nan")
+                weight[1, 1] = float("inf")
+                weight[2, 2] = float("-inf")
+            writer.add_weight_heatmap("weights/w", weight, step)
+            runs.setdefault("weights/w", {})[step] = weight.numpy().copy()
+            writer.add_gradient_bars("gradients/norm", model, step)
+            runs.setdefault("gradients/norm", {})[step] = np.array(
+                [p.grad.norm().item() for p in model.parameters()]
+            )
+            points = torch.randn(6, 2)
+            labels = torch.tensor([0, 1, 2, 0, 1, 2])
+            writer.add_scatter(
+                "features/pca", points, step, labels=labels, class_names=CLASS_NAMES
+            )
+            runs.setdefault("features/pca", {})[step] = np.concatenate(
+                [points.numpy(), labels.numpy()[:, None].astype(np.float32)], axis=1
+            )
+        writer.add_scalar("loss", 1.0, 0)
+        writer.close()
+    return expected
+
+
+@pytest.fixture(scope="session")
+def sample_logdir(tmp_path_factory):
+    logdir = tmp_path_factory.mktemp("logs")
+    expected = write_sample_logdir(str(logdir))
+    return str(logdir), expected
+
+
+def make_wsgi_app(logdir, *extra_flags):
+    """TensorBoard's own WSGI app over `logdir`, Python loader, loaded once.
+
+    Plugins come from `default.get_plugins()`, i.e. our entry point is found
+    the way `tensorboard` finds it.
+    """
+    from tensorboard import default, program
+    from tensorboard.backend import application
+    from tensorboard.backend.event_processing import data_ingester
+
+    tb = program.TensorBoard(plugins=default.get_plugins())
+    tb.configure(
+        argv=[
+            "tensorboard",
+            "--logdir", str(logdir),
+            "--load_fast=false",
+            "--reload_task=blocking",
+            "--reload_interval=0",
+            *extra_flags,
+        ]
+    )
+    ingester = data_ingester.LocalDataIngester(tb.flags)
+    ingester.start()
+    return application.TensorBoardWSGIApp(
+        tb.flags,
+        tb.plugin_loaders,
+        ingester.data_provider,
+        tb.assets_zip_provider,
+        ingester.deprecated_multiplexer,
+    )
+
+
+def free_port():
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url, timeout=10):
+    """Returns `(status, body bytes)`, also for 4xx/5xx answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+class TensorBoardServer:
+    """A real `tensorboard` subprocess on a free loopback port."""
+
+    def __init__(self, logdir, *flags):
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.log_path = os.path.join(str(logdir), "..", "tensorboard-%d.log" % self.port)
+        self._log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(
+            [
+                sys.executable, "-m", "tensorboard.main",
+                "--logdir", str(logdir),
+                "--host", "127.0.0.1",
+                "--port", str(self.port),
+                *flags,
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+    def get_json(self, path):
+        status, body = http_get(self.url + path)
+        if status != 200:
+            raise AssertionError("%s answered %d: %s" % (path, status, body[:300]))
+        return json.loads(body)
+
+    def wait_for_tags(self, expected_runs, timeout=90):
+        """Waits until the plugin lists every run in `expected_runs`."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("tensorboard exited: see %s" % self.log_path)
+            try:
+                status, body = http_get(self.url + "/data/plugin/torch_visualization/tags", timeout=5)
+                if status == 200:
+                    last = json.loads(body)
+                    if set(expected_runs) <= set(last["runs"]):
+                        return last
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.5)
+        raise TimeoutError("runs %s not listed in %ds; last answer %r" % (expected_runs, timeout, last))
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+@contextlib.contextmanager
+def tensorboard_server(logdir, *flags):
+    server = TensorBoardServer(logdir, *flags)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,148 @@
+"""The plugin served by real TensorBoard, over real event files.
+
+Python loader: TensorBoard's own WSGI app through werkzeug's test client.
+RustBoard: a real `tensorboard --load_fast=true` subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+
+import numpy as np
+import pytest
+from werkzeug.test import Client
+
+from conftest import CLASS_NAMES, MANY_STEPS, make_wsgi_app, tensorboard_server
+from torch_visualization.tb_plugin.encoding import decode_array
+
+PREFIX = "/data/plugin/torch_visualization"
+
+
+def data_url(run, tag, step=None):
+    query = {"run": run, "tag": tag}
+    if step is not None:
+        query["step"] = step
+    return PREFIX + "/data?" + urllib.parse.urlencode(query)
+
+
+@pytest.fixture(scope="module")
+def client(sample_logdir):
+    logdir, _ = sample_logdir
+    return Client(make_wsgi_app(logdir))
+
+
+def get_json(client, url):
+    response = client.get(url)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return json.loads(response.get_data())
+
+
+def test_plugin_is_listed_and_enabled(client):
+    listing = get_json(client, "/data/plugins_listing")
+    entry = listing["torch_visualization"]
+    assert entry["enabled"] is True
+    assert entry["tab_name"] == "Model Insight"
+    assert entry["loading_mechanism"]["module_path"] == PREFIX + "/index.js"
+
+
+def test_tags_lists_every_run_and_kind(client):
+    tags = get_json(client, PREFIX + "/tags")["runs"]
+    assert set(tags) == {"alpha", "beta"}
+    alpha = tags["alpha"]
+    assert {tag: info["kind"] for tag, info in alpha.items()} == {
+        "outputs/classes": "pie",
+        "weights/w": "heatmap",
+        "gradients/norm": "bars",
+        "features/pca": "scatter",
+    }
+    assert alpha["outputs/classes"]["labels"] == CLASS_NAMES
+    assert alpha["gradients/norm"]["labels"] == ["0.weight", "0.bias", "1.weight", "1.bias"]
+    assert alpha["weights/w"]["original_shape"] == [5, 7]
+    assert alpha["outputs/classes"]["max_step"] == MANY_STEPS - 1
+
+
+def test_served_values_equal_written_values(client, sample_logdir):
+    _, expected = sample_logdir
+    for run, tags in expected.items():
+        for tag, steps in tags.items():
+            for step, values in list(steps.items())[-3:]:
+                body = get_json(client, data_url(run, tag, step))
+                assert body["step"] == step
+                served = decode_array(body["values"])
+                dtype = np.float32 if tag in ("weights/w", "features/pca") else np.float64
+                np.testing.assert_array_equal(served, values.astype(dtype).astype(np.float64))
+
+
+def test_non_finite_values_reach_the_client(client):
+    body = get_json(client, data_url("alpha", "weights/w", 20))
+    assert body["values"][0][0] == "NaN"
+    assert body["values"][1][1] == "Infinity"
+    assert body["values"][2][2] == "-Infinity"
+    assert body["nonfinite"] == 3
+
+
+def test_every_logged_step_is_reachable_by_default(client):
+    body = get_json(client, data_url("alpha", "outputs/classes"))
+    assert body["steps"] == list(range(MANY_STEPS))
+    assert body["step"] == MANY_STEPS - 1
+
+
+def test_user_samples_flag_wins(sample_logdir):
+    logdir, _ = sample_logdir
+    small = Client(make_wsgi_app(logdir, "--samples_per_plugin", "torch_visualization=5"))
+    body = get_json(small, data_url("alpha", "outputs/classes"))
+    assert len(body["steps"]) == 5
+    assert body["steps"][-1] == MANY_STEPS - 1
+
+
+@pytest.mark.parametrize(
+    "url, status, message",
+    [
+        (PREFIX + "/data", 400, "missing query parameter 'run'"),
+        (PREFIX + "/data?run=alpha", 400, "missing query parameter 'tag'"),
+        (data_url("alpha", "weights/w", "ten"), 400, "step must be an integer"),
+        (data_url("alpha", "weights/w", "99999999999999999999"), 400, "step"),
+        (PREFIX + "/data?run=alpha&run=beta&tag=weights/w", 400, "given 2 times"),
+        (data_url("nope", "weights/w"), 404, "no chart for run 'nope'"),
+        (data_url("alpha", "nope"), 404, "no chart for run 'alpha' and tag 'nope'"),
+        (data_url("alpha", "weights/w", 15), 404, "step 15 is not logged"),
+        (PREFIX + "/nope.js", 404, "no such file"),
+        (PREFIX + "/../../etc/passwd", 404, ""),
+        (PREFIX + "/%2e%2e/setup.py", 404, "no such file"),
+        (PREFIX + "/__init__.py", 404, "no such file"),
+    ],
+)
+def test_bad_queries_are_4xx_with_a_message(client, url, status, message):
+    response = client.get(url)
+    assert response.status_code == status
+    assert message in response.get_data(as_text=True)
+
+
+def test_static_files_are_served_with_js_type(client):
+    response = client.get(PREFIX + "/index.js")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/javascript")
+    assert b"export" in response.get_data()
+
+
+def test_rustboard_serves_the_same_data(sample_logdir):
+    logdir, expected = sample_logdir
+    with tensorboard_server(logdir, "--load_fast=true") as server:
+        server.wait_for_tags(["alpha", "beta"])
+        # RustBoard loads incrementally: wait until every step is in.
+        deadline = time.monotonic() + 60
+        while True:
+            body = server.get_json(data_url("beta", "outputs/classes"))
+            if len(body["steps"]) == MANY_STEPS or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert body["steps"] == list(range(MANY_STEPS))
+        for tag, steps in expected["beta"].items():
+            step, values = list(steps.items())[-1]
+            served = decode_array(server.get_json(data_url("beta", tag, step))["values"])
+            dtype = np.float32 if tag in ("weights/w", "features/pca") else np.float64
+            np.testing.assert_array_equal(served, values.astype(dtype).astype(np.float64))
+        status_body = server.get_json("/data/plugins_listing")
+        assert status_body["torch_visualization"]["enabled"] is True

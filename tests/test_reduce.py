@@ -1,0 +1,106 @@
+"""Device-side reductions against numpy references."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from torch_visualization import reduce
+
+
+def adaptive_mean_pool_reference(matrix, out_rows, out_cols):
+    """PyTorch's adaptive pooling bins, written out in numpy."""
+    rows, cols = matrix.shape
+    result = np.empty((out_rows, out_cols), dtype=np.float64)
+    for i in range(out_rows):
+        r0, r1 = (i * rows) // out_rows, math.ceil((i + 1) * rows / out_rows)
+        for j in range(out_cols):
+            c0, c1 = (j * cols) // out_cols, math.ceil((j + 1) * cols / out_cols)
+            result[i, j] = matrix[r0:r1, c0:c1].mean()
+    return result
+
+
+@pytest.mark.parametrize("shape", [(200, 300), (128, 64), (65, 1000), (10, 4096)])
+def test_pooling_matches_numpy_reference(shape):
+    tensor = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+    grid, reduction = reduce.heatmap_grid("w", tensor)
+    assert reduction == "mean_pool"
+    out = (min(shape[0], 64), min(shape[1], 64))
+    assert tuple(grid.shape) == out
+    np.testing.assert_allclose(
+        grid.numpy(), adaptive_mean_pool_reference(tensor.double().numpy(), *out), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_small_tensors_are_kept_as_they_are():
+    tensor = torch.arange(12.0).reshape(3, 4)
+    grid, reduction = reduce.heatmap_grid("w", tensor)
+    assert reduction == "none"
+    np.testing.assert_array_equal(grid.numpy(), tensor.numpy())
+
+
+def test_shapes_flatten_as_documented():
+    assert tuple(reduce.as_matrix(torch.zeros(7)).shape) == (1, 7)
+    assert tuple(reduce.as_matrix(torch.zeros(8, 3, 3, 3)).shape) == (8, 27)
+    assert tuple(reduce.as_matrix(torch.zeros(2, 3, 4)).shape) == (2, 12)
+
+
+def test_max_cells_is_configurable():
+    grid, _ = reduce.heatmap_grid("w", torch.randn(100, 100), max_cells=(10, 20))
+    assert tuple(grid.shape) == (10, 20)
+    grid, _ = reduce.heatmap_grid("w", torch.randn(100, 100), max_cells=16)
+    assert tuple(grid.shape) == (16, 16)
+    with pytest.raises(ValueError, match="positive"):
+        reduce.heatmap_grid("w", torch.randn(3, 3), max_cells=0)
+    with pytest.raises(TypeError, match="max_cells"):
+        reduce.heatmap_grid("w", torch.randn(3, 3), max_cells="big")
+
+
+def test_non_finite_stays_visible_after_pooling():
+    tensor = torch.zeros(128, 128)
+    tensor[5, 5] = float("nan")
+    tensor[100, 100] = float("inf")
+    grid, _ = reduce.heatmap_grid("w", tensor)
+    assert torch.isnan(grid[2, 2])
+    assert grid[50, 50] == float("inf")
+    assert torch.isfinite(grid).sum() == grid.numel() - 2
+
+
+def test_low_precision_and_integer_inputs():
+    grid, _ = reduce.heatmap_grid("w", torch.ones(4, 4, dtype=torch.bfloat16))
+    assert grid.dtype == torch.float32
+    grid, _ = reduce.heatmap_grid("w", torch.arange(6, dtype=torch.int64))
+    np.testing.assert_array_equal(grid.numpy(), [[0, 1, 2, 3, 4, 5]])
+
+
+@pytest.mark.parametrize(
+    "tensor, error, message",
+    [
+        (torch.tensor(1.0), ValueError, "0-d tensor"),
+        (torch.zeros(0, 3), ValueError, "empty"),
+        (torch.zeros(2, dtype=torch.complex64), TypeError, "complex64"),
+        (torch.zeros(2, dtype=torch.bool), TypeError, "torch.bool"),
+    ],
+)
+def test_heatmap_rejects_bad_tensors(tensor, error, message):
+    with pytest.raises(error, match=message):
+        reduce.heatmap_grid("weights/x", tensor)
+
+
+def test_gradient_stats_match_reference():
+    model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    model[2].bias.requires_grad_(False)
+    model(torch.randn(3, 5)).pow(2).sum().backward()
+    model[0].bias.grad = None  # a missing gradient counts as zero
+    for stat, reference in [
+        ("norm", lambda g: g.norm().item()),
+        ("mean_abs", lambda g: g.abs().mean().item()),
+        ("max_abs", lambda g: g.abs().max().item()),
+    ]:
+        names, values = reduce.parameter_gradient_stats(model.named_parameters(), stat)
+        assert names == ["0.weight", "0.bias", "2.weight"]
+        expected = [reference(model[0].weight.grad), 0.0, reference(model[2].weight.grad)]
+        np.testing.assert_allclose(values.numpy(), expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="unknown gradient stat 'median'"):
+        reduce.parameter_gradient_stats(model.named_parameters(), "median")
