@@ -51,6 +51,8 @@ class SummaryWriter(_torch_tensorboard.SummaryWriter):
         super().__init__(*args, **kwargs)
         self._frozen = {}
         self._frozen_lock = threading.Lock()
+        self._metadata_written = set()
+        self._metadata_file_writer = None
         self._watch_handles = []
 
     # -- the frozen-labels rule -------------------------------------------
@@ -75,7 +77,25 @@ class SummaryWriter(_torch_tensorboard.SummaryWriter):
         )
 
     def _write(self, summary_proto, global_step, walltime):
-        self._get_file_writer().add_summary(summary_proto, global_step, walltime)
+        """Writes a Summary, with each tag's metadata in its first event only.
+
+        Both of TensorBoard's loaders keep the first event's metadata of a tag
+        and apply it to later values (TensorFlow's own summaries do the same),
+        so repeating it would only grow the file: labels of a bars tag over a
+        large model are kilobytes per step.
+        """
+        file_writer = self._get_file_writer()
+        with self._frozen_lock:
+            if file_writer is not self._metadata_file_writer:
+                # A new event file (e.g. after close()) starts without metadata.
+                self._metadata_file_writer = file_writer
+                self._metadata_written = set()
+            for value in summary_proto.value:
+                if value.tag in self._metadata_written:
+                    value.ClearField("metadata")
+                else:
+                    self._metadata_written.add(value.tag)
+        file_writer.add_summary(summary_proto, global_step, walltime)
 
     # -- the four chart kinds ----------------------------------------------
 

@@ -156,3 +156,26 @@ def test_read_returns_numpy_per_run_and_tag(tmp_path):
     series = result["b"]["g"]
     assert series.steps == [7] and isinstance(series.values[0], np.ndarray)
     assert len(series.wall_times) == 1
+
+
+def test_metadata_is_written_once_per_tag_and_event_file(tmp_path):
+    from tensorboard.backend.event_processing import event_file_loader
+
+    writer = SummaryWriter(str(tmp_path / "run"))
+    for step in range(3):
+        writer.add_gradient_bars("b", {"layer": float(step)}, step)
+    writer.close()
+    # Writing after close() opens a new event file, which needs the metadata again.
+    writer.add_gradient_bars("b", {"layer": 3.0}, 3)
+    writer.close()
+    files = sorted((tmp_path / "run").iterdir())
+    assert len(files) == 2
+    with_metadata = []
+    for path in files:
+        for event in event_file_loader.EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                with_metadata.append((event.step, value.HasField("metadata")))
+    assert with_metadata == [(0, True), (1, False), (2, False), (3, True)]
+    series = torch_visualization.read(str(tmp_path))["run"]["b"]
+    assert series.steps == [0, 1, 2, 3]
+    assert [v.tolist() for v in series.values] == [[0.0], [1.0], [2.0], [3.0]]
