@@ -27,6 +27,7 @@ KIND_NAMES = {
     PluginData.PIE: "pie",
     PluginData.BARS: "bars",
     PluginData.SCATTER: "scatter",
+    PluginData.CONFUSION: "confusion",
 }
 KINDS_BY_NAME = {name: kind for kind, name in KIND_NAMES.items()}
 
@@ -51,8 +52,8 @@ def create_summary_metadata(
     """Builds the `SummaryMetadata` for one of our values.
 
     Args:
-      kind: One of "heatmap", "pie", "bars", "scatter".
-      labels: Class names (pie, scatter) or layer names (bars).
+      kind: One of "heatmap", "pie", "bars", "scatter", "confusion".
+      labels: Class names (pie, scatter, confusion) or layer names (bars).
       original_shape: Heatmap only: the shape before flattening/reduction.
       reduction: Heatmap only: "none" or "mean_pool".
       stat_names: Bars only: names of the stat columns of a 2-D tensor.
@@ -141,6 +142,8 @@ def check_values(data, values):
         ok = values.ndim in (1, 2) and (not labels or shape[0] == labels)
         if ok and values.ndim == 2:
             ok = len(data.stat_names) in (0, shape[1])
+    elif kind == "confusion":
+        ok = values.ndim == 2 and shape[0] == shape[1] and (not labels or shape[0] == labels)
     else:
         ok = values.ndim == 2 and shape[1] == SCATTER_COLUMNS
     if not ok:

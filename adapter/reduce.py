@@ -142,3 +142,63 @@ def parameter_gradient_stats(named_parameters, stat="norm"):
                 [s.to(device=device, dtype=torch.float32) for s in stats]
             )
     return names, values
+
+
+def confusion_counts(tag, predictions, targets, num_classes=None):
+    """Counts (true class, predicted class) pairs on the tensors' device.
+
+    Args:
+      tag: Named in errors.
+      predictions: `[N]` integer class indices, or `[N, classes]` logits or
+        probabilities (the arg-max is the prediction).
+      targets: `[N]` integer true classes.
+      num_classes: Number of classes; inferred from logits when omitted.
+
+    Returns:
+      A `[classes, classes]` int64 tensor on the predictions' device; rows
+      are true classes, columns predicted classes.
+    """
+    for name, tensor in (("predictions", predictions), ("targets", targets)):
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError("%r: %s must be a torch.Tensor, got %s" % (tag, name, type(tensor).__name__))
+        check_tensor_dtype(tag, tensor)
+    if predictions.dim() == 2:
+        if num_classes is None:
+            num_classes = predictions.shape[1]
+        elif num_classes != predictions.shape[1]:
+            raise ValueError(
+                "%r: logits have %d classes but num_classes is %d"
+                % (tag, predictions.shape[1], num_classes)
+            )
+        predictions = predictions.argmax(dim=1)
+    elif predictions.dim() != 1 or predictions.dtype.is_floating_point:
+        raise ValueError(
+            "%r: predictions must be [N] integer class indices or [N, classes] logits, "
+            "got %s of shape %s" % (tag, predictions.dtype, list(predictions.shape))
+        )
+    if targets.dim() != 1 or targets.dtype.is_floating_point:
+        raise ValueError(
+            "%r: targets must be [N] integer class indices, got %s of shape %s"
+            % (tag, targets.dtype, list(targets.shape))
+        )
+    if targets.shape[0] != predictions.shape[0]:
+        raise ValueError(
+            "%r: %d predictions but %d targets" % (tag, predictions.shape[0], targets.shape[0])
+        )
+    if targets.numel() == 0:
+        raise ValueError("%r: predictions and targets are empty" % tag)
+    if num_classes is None:
+        raise ValueError("%r: give num_classes or class_names for class-index predictions" % tag)
+    targets = targets.to(predictions.device).long()
+    predictions = predictions.long()
+    # One reduction and one host sync for the range check.
+    low = torch.minimum(predictions.min(), targets.min())
+    high = torch.maximum(predictions.max(), targets.max())
+    low, high = torch.stack([low, high]).tolist()
+    if low < 0 or high >= num_classes:
+        raise ValueError(
+            "%r: class indices must be in [0, %d), got values in [%d, %d]"
+            % (tag, num_classes, low, high)
+        )
+    flat = torch.bincount(targets * num_classes + predictions, minlength=num_classes * num_classes)
+    return flat.reshape(num_classes, num_classes)

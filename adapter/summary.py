@@ -214,3 +214,29 @@ def scatter_summary(tag, points, *, classes=None, class_names=None):
     return _summary(
         tag, table, metadata.create_summary_metadata("scatter", labels=names)
     )
+
+
+def confusion_summary(tag, counts, *, class_names=None):
+    """A confusion matrix value: counts of (true class, predicted class).
+
+    Args:
+      tag: The tag.
+      counts: Array-like `[classes, classes]` of non-negative counts; rows are
+        true classes, columns predicted classes.
+      class_names: Optional names, one per class.
+
+    Returns:
+      A `Summary` proto holding one float64 tensor.
+    """
+    counts = _as_array(tag, counts, np.float64)
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1]:
+        raise ValueError(
+            "%r: a confusion matrix must be square [classes, classes], got shape %s"
+            % (tag, list(counts.shape))
+        )
+    if (counts[np.isfinite(counts)] < 0).any():
+        raise ValueError("%r: confusion counts must be non-negative" % tag)
+    names = _check_labels(tag, class_names, counts.shape[0], "class_names")
+    return _summary(
+        tag, counts, metadata.create_summary_metadata("confusion", labels=names)
+    )

@@ -242,3 +242,40 @@ class SummaryWriter(_torch_tensorboard.SummaryWriter):
         )
         self._freeze(tag, "scatter", () if class_names is None else class_names)
         self._write(proto, global_step, walltime)
+
+    def add_confusion_matrix(
+        self,
+        tag,
+        predictions,
+        targets,
+        global_step=None,
+        walltime=None,
+        *,
+        class_names=None,
+        num_classes=None,
+    ):
+        """Logs a confusion matrix computed on the tensors' device.
+
+        Args:
+          tag: Tag of the chart.
+          predictions: `[N]` integer class indices, or `[N, classes]` logits
+            or probabilities (arg-max taken).
+          targets: `[N]` integer true classes.
+          global_step: Step to record.
+          walltime: Optional override of the event time (seconds).
+          class_names: Optional class names (fixed per tag); they also give
+            the number of classes.
+          num_classes: Number of classes when neither logits nor names say.
+        """
+        if class_names is not None:
+            class_names = list(class_names)
+            if num_classes is None:
+                num_classes = len(class_names)
+        if not isinstance(predictions, torch.Tensor):
+            predictions = torch.as_tensor(_to_numpy(tag, predictions))
+        if not isinstance(targets, torch.Tensor):
+            targets = torch.as_tensor(_to_numpy(tag, targets))
+        counts = reduce.confusion_counts(tag, predictions.detach(), targets.detach(), num_classes)
+        proto = summary.confusion_summary(tag, counts.cpu().numpy(), class_names=class_names)
+        self._freeze(tag, "confusion", () if class_names is None else class_names)
+        self._write(proto, global_step, walltime)

@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 # torch_visualization/frontend/ in the wheel.
 FRONTEND_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "frontend")
 
+# Kinds whose whole history is small enough for one /series response.
+SERIES_KINDS = ("pie", "bars", "confusion")
+
 _STATIC_NAME = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*\.(js|css)$")
 _CONTENT_TYPES = {"js": "text/javascript", "css": "text/css"}
 
@@ -54,6 +57,7 @@ class TorchVisualizationPlugin(base_plugin.TBPlugin):
         return {
             "/tags": self._serve_tags,
             "/data": self._serve_data,
+            "/series": self._serve_series,
             "/*": self._serve_static,
         }
 
@@ -82,6 +86,15 @@ class TorchVisualizationPlugin(base_plugin.TBPlugin):
         ctx = plugin_util.context(request.environ)
         experiment = plugin_util.experiment_id(request.environ)
         body = self.data_impl(ctx, experiment, run, tag, step)
+        return http_util.Respond(request, body, "application/json")
+
+    @wrappers.Request.application
+    def _serve_series(self, request):
+        run = _single_arg(request, "run", required=True)
+        tag = _single_arg(request, "tag", required=True)
+        ctx = plugin_util.context(request.environ)
+        experiment = plugin_util.experiment_id(request.environ)
+        body = self.series_impl(ctx, experiment, run, tag)
         return http_util.Respond(request, body, "application/json")
 
     @wrappers.Request.application
@@ -131,41 +144,7 @@ class TorchVisualizationPlugin(base_plugin.TBPlugin):
         Raises:
           errors.NotFoundError: unknown run, tag or step.
         """
-        run_tag_filter = provider.RunTagFilter(runs=[run], tags=[tag])
-        listing = self._data_provider.list_tensors(
-            ctx,
-            experiment_id=experiment_id,
-            plugin_name=metadata.PLUGIN_NAME,
-            run_tag_filter=run_tag_filter,
-        )
-        series = listing.get(run, {}).get(tag)
-        if series is None:
-            raise errors.NotFoundError("no chart for run %r and tag %r" % (run, tag))
-        data = self._parse_content(run, tag, series.plugin_content)
-        if data is None:
-            raise errors.NotFoundError(
-                "the chart for run %r and tag %r cannot be read by this version "
-                "(see the server log)" % (run, tag)
-            )
-        read = self._data_provider.read_tensors(
-            ctx,
-            experiment_id=experiment_id,
-            plugin_name=metadata.PLUGIN_NAME,
-            downsample=self._downsample,
-            run_tag_filter=run_tag_filter,
-        )
-        # A restarted run may log a step twice; the later record wins.
-        by_step = {}
-        for datum in read.get(run, {}).get(tag, []):
-            values = np.asarray(datum.numpy)
-            try:
-                metadata.check_values(data, values)
-            except metadata.ContentError as e:
-                self._warn_once((run, tag, datum.step), "skipping run %r tag %r step %d: %s", run, tag, datum.step, e)
-                continue
-            by_step[datum.step] = (datum, values)
-        if not by_step:
-            raise errors.NotFoundError("no readable steps for run %r and tag %r" % (run, tag))
+        data, by_step = self._read_steps(ctx, experiment_id, run, tag)
         steps = sorted(by_step)
         if step is None:
             step = steps[-1]
@@ -187,6 +166,98 @@ class TorchVisualizationPlugin(base_plugin.TBPlugin):
             steps=steps,
         )
         return body
+
+    def series_impl(self, ctx, experiment_id, run, tag):
+        """Every step of one chart, for the over-time view.
+
+        Only kinds whose values per step are small (pie, bars, confusion)
+        are served whole; heatmaps and scatters are fetched step by step.
+
+        Returns:
+          A JSON-ready dict (see docs/http_api.md).
+
+        Raises:
+          errors.NotFoundError: unknown run or tag.
+          errors.InvalidArgumentError: a heatmap or scatter tag.
+        """
+        data, by_step = self._read_steps(ctx, experiment_id, run, tag)
+        kind = metadata.kind_name(data)
+        if kind not in SERIES_KINDS:
+            raise errors.InvalidArgumentError(
+                "the series route serves %s tags; %r of run %r is a %s (use /data per step)"
+                % ("/".join(SERIES_KINDS), tag, run, kind)
+            )
+        steps = sorted(by_step)
+        body = _describe(data)
+        body.update(
+            run=run,
+            tag=tag,
+            steps=steps,
+            wall_times=[by_step[s][0].wall_time for s in steps],
+            values=[encoding.encode_array(by_step[s][1]) for s in steps],
+        )
+        return body
+
+    def _read_steps(self, ctx, experiment_id, run, tag):
+        """Reads and checks every held step of one run and tag.
+
+        Returns:
+          `(plugin_data, {step: (datum, values)})`, the later record winning
+          when a restarted run logged a step twice.
+
+        Raises:
+          errors.NotFoundError: unknown run/tag, unreadable metadata, or no
+            readable step.
+        """
+        run_tag_filter = provider.RunTagFilter(runs=[run], tags=[tag])
+        listing = self._data_provider.list_tensors(
+            ctx,
+            experiment_id=experiment_id,
+            plugin_name=metadata.PLUGIN_NAME,
+            run_tag_filter=run_tag_filter,
+        )
+        series = listing.get(run, {}).get(tag)
+        if series is None:
+            raise errors.NotFoundError("no chart for run %r and tag %r" % (run, tag))
+        data = self._parse_content(run, tag, series.plugin_content)
+        if data is None:
+            raise errors.NotFoundError(
+                "the chart for run %r and tag %r cannot be read by this version "
+                "(see the server log)" % (run, tag)
+            )
+        try:
+            read = self._data_provider.read_tensors(
+                ctx,
+                experiment_id=experiment_id,
+                plugin_name=metadata.PLUGIN_NAME,
+                downsample=self._downsample,
+                run_tag_filter=run_tag_filter,
+            )
+        except (ValueError, TypeError) as e:
+            # Both data providers convert every stored TensorProto with
+            # `tensor_util.make_ndarray`; one proto whose bytes disagree with
+            # its own shape (a damaged log) makes the whole call raise, and
+            # they offer no per-record read to skip just that one.
+            self._warn_once((run, tag, "read"), "cannot decode run %r tag %r: %s", run, tag, e)
+            raise errors.NotFoundError(
+                "the records of run %r and tag %r cannot be decoded (a damaged "
+                "event file? see the server log)" % (run, tag)
+            ) from None
+        # A restarted run may log a step twice; the later record wins.
+        by_step = {}
+        for datum in read.get(run, {}).get(tag, []):
+            values = np.asarray(datum.numpy)
+            try:
+                metadata.check_values(data, values)
+            except metadata.ContentError as e:
+                self._warn_once((run, tag, datum.step), "skipping run %r tag %r step %d: %s", run, tag, datum.step, e)
+                continue
+            by_step[datum.step] = (datum, values)
+        if not by_step:
+            raise errors.NotFoundError("no readable steps for run %r and tag %r" % (run, tag))
+        if not by_step:
+            raise errors.NotFoundError("no readable steps for run %r and tag %r" % (run, tag))
+        return data, by_step
 
     def static_impl(self, name):
         """Reads one frontend file.
@@ -237,7 +308,13 @@ def _describe(data):
 
 
 def _single_arg(request, name, *, required):
-    values = request.args.getlist(name)
+    try:
+        values = request.args.getlist(name)
+    except UnicodeDecodeError:
+        # werkzeug decodes the raw query as UTF-8 and raises on other bytes; a
+        # client that sends raw non-UTF-8 bytes (no percent-encoding) would
+        # otherwise get a 500.
+        raise errors.InvalidArgumentError("the query string is not valid UTF-8") from None
     if len(values) > 1:
         raise errors.InvalidArgumentError("query parameter %r given %d times" % (name, len(values)))
     if not values:

@@ -63,6 +63,14 @@ def write_sample_logdir(logdir):
             runs.setdefault("features/pca", {})[step] = np.concatenate(
                 [points.numpy(), labels.numpy()[:, None].astype(np.float32)], axis=1
             )
+            predictions = torch.tensor([0, 1, 2, 2, 1])
+            targets = torch.tensor([0, 1, 1, 2, 2])
+            writer.add_confusion_matrix(
+                "eval/confusion", predictions, targets, step, class_names=CLASS_NAMES
+            )
+            runs.setdefault("eval/confusion", {})[step] = np.array(
+                [[1.0, 0, 0], [0, 1, 1], [0, 1, 1]]
+            )
         writer.add_scalar("loss", 1.0, 0)
         writer.close()
     return expected

@@ -56,6 +56,7 @@ def test_tags_lists_every_run_and_kind(client):
         "weights/w": "heatmap",
         "gradients/norm": "bars",
         "features/pca": "scatter",
+        "eval/confusion": "confusion",
     }
     assert alpha["outputs/classes"]["labels"] == CLASS_NAMES
     assert alpha["gradients/norm"]["labels"] == ["0.weight", "0.bias", "1.weight", "1.bias"]
@@ -73,6 +74,25 @@ def test_served_values_equal_written_values(client, sample_logdir):
                 served = decode_array(body["values"])
                 dtype = np.float32 if tag in ("weights/w", "features/pca") else np.float64
                 np.testing.assert_array_equal(served, values.astype(dtype).astype(np.float64))
+
+
+def test_series_serves_every_step_of_small_kinds(client, sample_logdir):
+    _, expected = sample_logdir
+    body = get_json(client, PREFIX + "/series?run=alpha&tag=outputs/classes")
+    assert body["kind"] == "pie" and body["labels"] == CLASS_NAMES
+    assert body["steps"] == list(range(MANY_STEPS))
+    assert len(body["wall_times"]) == MANY_STEPS
+    for step in (0, MANY_STEPS - 1):
+        np.testing.assert_array_equal(decode_array(body["values"][step]), expected["alpha"]["outputs/classes"][step])
+    confusion = get_json(client, PREFIX + "/series?run=beta&tag=eval/confusion")
+    assert confusion["steps"] == [0, 10, 20]
+    np.testing.assert_array_equal(decode_array(confusion["values"][0]), expected["beta"]["eval/confusion"][0])
+
+
+def test_series_refuses_big_kinds(client):
+    response = client.get(PREFIX + "/series?run=alpha&tag=weights/w")
+    assert response.status_code == 400
+    assert "is a heatmap" in response.get_data(as_text=True)
 
 
 def test_non_finite_values_reach_the_client(client):

@@ -104,3 +104,36 @@ def test_gradient_stats_match_reference():
         np.testing.assert_allclose(values.numpy(), expected, rtol=1e-6)
     with pytest.raises(ValueError, match="unknown gradient stat 'median'"):
         reduce.parameter_gradient_stats(model.named_parameters(), "median")
+
+
+def test_confusion_counts_match_reference():
+    generator = torch.Generator().manual_seed(3)
+    logits = torch.randn(200, 4, generator=generator)
+    targets = torch.randint(0, 4, (200,), generator=generator)
+    counts = reduce.confusion_counts("cm", logits, targets)
+    reference = np.zeros((4, 4), dtype=np.int64)
+    for true, predicted in zip(targets.tolist(), logits.argmax(dim=1).tolist()):
+        reference[true, predicted] += 1
+    np.testing.assert_array_equal(counts.numpy(), reference)
+    from_indices = reduce.confusion_counts("cm", logits.argmax(dim=1), targets, num_classes=4)
+    np.testing.assert_array_equal(from_indices.numpy(), reference)
+
+
+@pytest.mark.parametrize(
+    "predictions, targets, num_classes, error, message",
+    [
+        (torch.tensor([0, 5]), torch.tensor([0, 1]), 3, ValueError, "must be in [0, 3), got values in [0, 5]"),
+        (torch.tensor([0, 1]), torch.tensor([0, -1]), 3, ValueError, "must be in [0, 3)"),
+        (torch.tensor([0, 1]), torch.tensor([0]), 3, ValueError, "2 predictions but 1 targets"),
+        (torch.tensor([0.5, 1.0]), torch.tensor([0, 1]), 3, ValueError, "integer class indices or [N, classes] logits"),
+        (torch.zeros(2, 3), torch.tensor([0.0, 1.0]), None, ValueError, "targets must be [N] integer"),
+        (torch.zeros(2, 3), torch.tensor([0, 1]), 4, ValueError, "logits have 3 classes but num_classes is 4"),
+        (torch.tensor([0, 1]), torch.tensor([0, 1]), None, ValueError, "give num_classes or class_names"),
+        ([0, 1], torch.tensor([0, 1]), 2, TypeError, "predictions must be a torch.Tensor"),
+        (torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64), 2, ValueError, "empty"),
+    ],
+)
+def test_confusion_rejects_bad_input(predictions, targets, num_classes, error, message):
+    with pytest.raises(error) as info:
+        reduce.confusion_counts("eval/cm", predictions, targets, num_classes)
+    assert message in str(info.value) and "'eval/cm'" in str(info.value)

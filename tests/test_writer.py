@@ -179,3 +179,16 @@ def test_metadata_is_written_once_per_tag_and_event_file(tmp_path):
     series = torch_visualization.read(str(tmp_path))["run"]["b"]
     assert series.steps == [0, 1, 2, 3]
     assert [v.tolist() for v in series.values] == [[0.0], [1.0], [2.0], [3.0]]
+
+
+def test_confusion_matrix_round_trip_and_frozen_names(writer, tmp_path):
+    names = ["cat", "dog", "bird"]
+    writer.add_confusion_matrix("cm", torch.tensor([[3.0, 1, 0], [0, 0, 2]]), torch.tensor([0, 2]), 1, class_names=names)
+    writer.add_confusion_matrix("cm", [0, 1, 1], [0, 1, 2], 2, class_names=names)
+    with pytest.raises(ValueError, match="labels changed"):
+        writer.add_confusion_matrix("cm", [0], [0], 3, class_names=["a", "b", "c"])
+    writer.close()
+    series = read_run(tmp_path)["cm"]
+    assert (series.kind, series.labels, series.steps) == ("confusion", names, [1, 2])
+    np.testing.assert_array_equal(series.values[0], [[1, 0, 0], [0, 0, 0], [0, 0, 1]])
+    np.testing.assert_array_equal(series.values[1], [[1, 0, 0], [0, 1, 0], [0, 1, 0]])
