@@ -105,6 +105,9 @@ def log_insight(writer, model, x_test, y_test, step, loss):
         "outputs/predicted", torch.bincount(logits.argmax(dim=1), minlength=10),
         step, class_names=CLASS_NAMES,
     )
+    writer.add_confusion_matrix(
+        "eval/confusion", logits, y_test, step, class_names=CLASS_NAMES
+    )
     writer.add_scatter(
         "features/pca", pca_2d(hidden), step, labels=y_test, class_names=CLASS_NAMES
     )

@@ -11,8 +11,9 @@ None under RustBoard), so the plugin works with both loaders.
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
-import mimetypes
 import os
 import re
 
@@ -23,7 +24,7 @@ from tensorboard.data import provider
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
-from torch_visualization import metadata
+from torch_visualization import metadata, tabular
 from torch_visualization.tb_plugin import encoding
 from torch_visualization.tb_plugin.loader import DEFAULT_SAMPLES
 
@@ -58,6 +59,7 @@ class TorchVisualizationPlugin(base_plugin.TBPlugin):
             "/tags": self._serve_tags,
             "/data": self._serve_data,
             "/series": self._serve_series,
+            "/csv": self._serve_csv,
             "/*": self._serve_static,
         }
 
@@ -96,6 +98,21 @@ class TorchVisualizationPlugin(base_plugin.TBPlugin):
         experiment = plugin_util.experiment_id(request.environ)
         body = self.series_impl(ctx, experiment, run, tag)
         return http_util.Respond(request, body, "application/json")
+
+    @wrappers.Request.application
+    def _serve_csv(self, request):
+        run = _single_arg(request, "run", required=True)
+        tag = _single_arg(request, "tag", required=True)
+        ctx = plugin_util.context(request.environ)
+        experiment = plugin_util.experiment_id(request.environ)
+        # csv_impl reads (and fails with 4xx) before the response streams.
+        chunks = self.csv_impl(ctx, experiment, run, tag)
+        filename = re.sub(r"[^A-Za-z0-9_.-]+", "_", "%s_%s" % (run, tag)).strip("_")[:150] or "chart"
+        return wrappers.Response(
+            chunks,
+            content_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="%s.csv"' % filename},
+        )
 
     @wrappers.Request.application
     def _serve_static(self, request):
@@ -198,6 +215,41 @@ class TorchVisualizationPlugin(base_plugin.TBPlugin):
         )
         return body
 
+    def csv_impl(self, ctx, experiment_id, run, tag):
+        """Every held step of one chart as CSV text chunks (long format).
+
+        Columns are `tabular.COLUMNS`; non-finite values are written as
+        "NaN", "Infinity" and "-Infinity" (Python's float() reads them).
+
+        Returns:
+          An iterator of str chunks: the header, then one chunk per step,
+          produced while the response streams (a long heatmap history is
+          millions of rows).
+
+        Raises:
+          errors.NotFoundError: unknown run or tag (raised before any chunk).
+        """
+        data, by_step = self._read_steps(ctx, experiment_id, run, tag)
+        kind = metadata.kind_name(data)
+
+        def chunks():
+            yield _csv_line(tabular.COLUMNS)
+            for step in sorted(by_step):
+                datum, values = by_step[step]
+                buffer = io.StringIO()
+                writer = csv.writer(buffer, lineterminator="\n")
+                index, label, stat, value = tabular.long_rows(
+                    kind, data.labels, data.stat_names, values
+                )
+                wall_time = repr(datum.wall_time)
+                for i, name, stat_name, number in zip(index, label, stat, value):
+                    writer.writerow(
+                        (run, tag, kind, step, wall_time, i, name, stat_name, _csv_number(number))
+                    )
+                yield buffer.getvalue()
+
+        return chunks()
+
     def _read_steps(self, ctx, experiment_id, run, tag):
         """Reads and checks every held step of one run and tag.
 
@@ -295,6 +347,20 @@ class TorchVisualizationPlugin(base_plugin.TBPlugin):
         if key not in self._warned:
             self._warned.add(key)
             logger.warning(message, *args)
+
+
+def _csv_line(fields):
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(fields)
+    return buffer.getvalue()
+
+
+def _csv_number(number):
+    if number != number:
+        return encoding.NAN
+    if number in (float("inf"), float("-inf")):
+        return encoding.POS_INF if number > 0 else encoding.NEG_INF
+    return repr(number)
 
 
 def _describe(data):

@@ -166,3 +166,42 @@ def test_rustboard_serves_the_same_data(sample_logdir):
             np.testing.assert_array_equal(served, values.astype(dtype).astype(np.float64))
         status_body = server.get_json("/data/plugins_listing")
         assert status_body["torch_visualization"]["enabled"] is True
+
+
+def test_csv_export_has_every_step_in_long_format(client, sample_logdir):
+    import csv
+    import io
+
+    _, expected = sample_logdir
+    response = client.get(PREFIX + "/csv?run=alpha&tag=outputs/classes")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/csv")
+    assert 'filename="alpha_outputs_classes.csv"' in response.headers["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert len(rows) == MANY_STEPS * len(CLASS_NAMES)
+    last = [r for r in rows if r["step"] == str(MANY_STEPS - 1)]
+    assert [(r["index"], r["label"], r["stat"]) for r in last] == [("0", "cat", "value"), ("1", "dog", "value"), ("2", "bird", "value")]
+    np.testing.assert_array_equal([float(r["value"]) for r in last], expected["alpha"]["outputs/classes"][MANY_STEPS - 1])
+
+
+def test_csv_keeps_non_finite_and_names_cells(client):
+    import csv
+    import io
+
+    body = client.get(PREFIX + "/csv?run=alpha&tag=weights/w").get_data(as_text=True)
+    rows = [r for r in csv.DictReader(io.StringIO(body)) if r["step"] == "20"]
+    assert len(rows) == 5 * 7
+    by_cell = {r["label"]: r["value"] for r in rows}
+    assert (by_cell["0,0"], by_cell["1,1"], by_cell["2,2"]) == ("NaN", "Infinity", "-Infinity")
+    confusion = list(csv.DictReader(io.StringIO(client.get(PREFIX + "/csv?run=beta&tag=eval/confusion").get_data(as_text=True))))
+    first = [r for r in confusion if r["step"] == "0"]
+    assert {(r["label"], r["stat"], float(r["value"])) for r in first if float(r["value"])} == {
+        ("cat", "predicted:cat", 1.0), ("dog", "predicted:dog", 1.0), ("dog", "predicted:bird", 1.0),
+        ("bird", "predicted:dog", 1.0), ("bird", "predicted:bird", 1.0),
+    }
+
+
+def test_csv_of_unknown_tag_is_404(client):
+    response = client.get(PREFIX + "/csv?run=alpha&tag=nope")
+    assert response.status_code == 404
+    assert "no chart for run 'alpha' and tag 'nope'" in response.get_data(as_text=True)
