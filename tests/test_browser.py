@@ -55,7 +55,7 @@ def assert_not_blank(png_bytes):
 def test_tab_shows_four_kinds_slider_and_hover(demo_logdir, tmp_path, load_fast):
     with tensorboard_server(demo_logdir, "--load_fast=%s" % load_fast) as server:
         tags = server.wait_for_tags(["healthy", "vanishing"])
-        assert {info["kind"] for info in tags["runs"]["healthy"].values()} == set(KINDS)
+        assert set(KINDS) <= {info["kind"] for info in tags["runs"]["healthy"].values()}
         with chromium(device_scale_factor=2) as page:
             errors = []
             page.on("pageerror", lambda e: errors.append(str(e)))
