@@ -1,0 +1,133 @@
+/**
+ * Small DOM helpers shared by the page, the cards and the views.
+ *
+ * Every piece of text goes through textContent: run, tag, class and layer
+ * names come from users and must never be parsed as HTML.
+ */
+
+/**
+ * Creates an element.
+ * @param {string} tag
+ * @param {Object} [props] `class`, `text`, `dataset`, `style`, `on<Event>`
+ *   handlers, any other key is set as an attribute.
+ * @param {Array<Node|string|null>} [children] strings become text nodes
+ * @returns {HTMLElement}
+ */
+export function el(tag, props = {}, children = []) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === 'class') node.className = value;
+    else if (key === 'text') node.textContent = String(value);
+    else if (key === 'dataset') Object.assign(node.dataset, value);
+    else if (key === 'style') Object.assign(node.style, value);
+    else if (key.startsWith('on') && typeof value === 'function') {
+      node.addEventListener(key.slice(2).toLowerCase(), value);
+    } else node.setAttribute(key, value === true ? '' : String(value));
+  }
+  for (const child of children) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(typeof child === 'string' ? document.createTextNode(child) : child);
+  }
+  return node;
+}
+
+/**
+ * Sizes a canvas for the screen it is on and returns a context in CSS pixels:
+ * the backing store is cssWidth*dpr x cssHeight*dpr and the context is scaled
+ * by dpr, so lines and text stay sharp on high-DPI screens.
+ * @param {HTMLCanvasElement} canvas styled with a CSS width (e.g. 100%)
+ * @param {number} cssHeight
+ * @returns {{ctx: CanvasRenderingContext2D, width: number, height: number, dpr: number}}
+ */
+export function setupCanvas(canvas, cssHeight) {
+  const dpr = window.devicePixelRatio || 1;
+  // clientWidth is 0 while detached or hidden; fall back to the card width.
+  const width = canvas.clientWidth || 360;
+  canvas.style.height = `${cssHeight}px`;
+  canvas.width = Math.max(1, Math.round(width * dpr));
+  canvas.height = Math.max(1, Math.round(cssHeight * dpr));
+  const ctx = canvas.getContext('2d');
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, width, cssHeight);
+  return { ctx, width, height: cssHeight, dpr };
+}
+
+/** Font shorthand used on every canvas (matches the page's font). */
+export const CANVAS_FONT = '11px Roboto, "Helvetica Neue", Arial, sans-serif';
+
+/**
+ * A per-card tooltip. The element (class `tooltip`) exists in the DOM only
+ * while it is shown, so "the tooltip" on the page is always the one being
+ * looked at.
+ * @param {HTMLElement} host positioned element (the card) it is placed in
+ * @returns {{show: function(MouseEvent, Array<string|[string, string]>): void,
+ *   hide: function(): void, element: HTMLElement}}
+ */
+export function createTooltip(host) {
+  const element = el('div', { class: 'tooltip', role: 'tooltip' });
+  return {
+    element,
+    show(event, lines) {
+      element.replaceChildren(
+        ...lines.map((line) => {
+          if (typeof line === 'string') return el('div', { class: 'tooltip-title', text: line });
+          const [label, value, cls] = line;
+          return el('div', { class: `tooltip-row${cls ? ` ${cls}` : ''}` }, [
+            el('span', { class: 'tooltip-label', text: label }),
+            el('span', { class: 'tooltip-value', text: value }),
+          ]);
+        }),
+      );
+      if (!element.isConnected) host.append(element);
+      const box = host.getBoundingClientRect();
+      const x = event.clientX - box.left;
+      const y = event.clientY - box.top;
+      // Prefer right/below the cursor; flip when it would leave the card.
+      const w = element.offsetWidth;
+      const h = element.offsetHeight;
+      const left = x + 14 + w > box.width ? Math.max(0, x - 14 - w) : x + 14;
+      const top = y + 14 + h > box.height ? Math.max(0, y - 14 - h) : y + 14;
+      element.style.left = `${left}px`;
+      element.style.top = `${top}px`;
+    },
+    hide() {
+      element.remove();
+    },
+  };
+}
+
+/**
+ * Calls `fn` once `ms` after the last call; `.flush()` runs a pending call
+ * now and `.cancel()` drops it.
+ * @param {Function} fn
+ * @param {number} ms
+ * @returns {Function}
+ */
+export function debounce(fn, ms) {
+  let timer = null;
+  let args = null;
+  const run = () => {
+    timer = null;
+    const a = args;
+    args = null;
+    fn(...a);
+  };
+  const wrapped = (...a) => {
+    args = a;
+    clearTimeout(timer);
+    timer = setTimeout(run, ms);
+  };
+  wrapped.flush = () => {
+    if (timer !== null) {
+      clearTimeout(timer);
+      run();
+    }
+  };
+  wrapped.cancel = () => {
+    clearTimeout(timer);
+    timer = null;
+    args = null;
+  };
+  return wrapped;
+}

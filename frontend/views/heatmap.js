@@ -1,0 +1,189 @@
+/**
+ * Heatmap view: a [rows, cols] grid in a diverging colour map centred on
+ * zero, a colour legend with min/max, the original shape, and a tooltip with
+ * row, column and value. Non-finite cells are black with a white cross.
+ */
+
+import {
+  describeShape, divergingColor, finiteExtent, formatValue, heatmapHit, heatmapLayout,
+  rgbString, symmetricMax,
+} from '../charts.js';
+import { CANVAS_FONT, el, setupCanvas } from '../dom.js';
+
+const HEIGHT = 250;
+// Room for row numbers on the left and column numbers below the grid.
+const MARGIN = { left: 30, right: 6, top: 4, bottom: 16 };
+
+/**
+ * Mounts a heatmap in `container`.
+ * @param {HTMLElement} container the card body
+ * @param {{show: Function, hide: Function}} tooltip the card's tooltip
+ * @returns {{update: function(Object): void, redraw: function(): void}}
+ */
+export function createHeatmapView(container, tooltip) {
+  const shapeInfo = el('div', { class: 'shape-info' });
+  const canvas = el('canvas', { class: 'chart-canvas heatmap-canvas', 'aria-label': 'heatmap' });
+  const legendBar = el('div', { class: 'legend-bar' });
+  const legendNeg = el('span', { class: 'legend-end' });
+  const legendPos = el('span', { class: 'legend-end' });
+  const legendMin = el('span', { class: 'legend-min' });
+  const legendMax = el('span', { class: 'legend-max' });
+  const nonfiniteKey = el('span', { class: 'legend-nonfinite', hidden: true }, [
+    el('span', { class: 'swatch swatch-nonfinite' }), 'NaN / Inf',
+  ]);
+  const stops = [-1, -0.5, 0, 0.5, 1].map((t, i) => `${rgbString(divergingColor(t, 1))} ${i * 25}%`);
+  legendBar.style.background = `linear-gradient(to right, ${stops.join(', ')})`;
+  container.append(
+    shapeInfo,
+    canvas,
+    el('div', { class: 'heat-legend' }, [legendNeg, legendBar, legendPos]),
+    el('div', { class: 'legend-minmax' }, ['min ', legendMin, ' · max ', legendMax, nonfiniteKey]),
+  );
+
+  let grid = null; // rows of numbers
+  let layout = null;
+  let maxAbs = 0;
+  let image = null; // one pixel per cell, scaled up when drawn
+  let hover = null;
+
+  function buildImage() {
+    const rows = grid.length;
+    const cols = rows ? grid[0].length : 0;
+    image = document.createElement('canvas');
+    image.width = Math.max(1, cols);
+    image.height = Math.max(1, rows);
+    const ictx = image.getContext('2d');
+    const pixels = ictx.createImageData(image.width, image.height);
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < cols; c++) {
+        const [R, G, B] = divergingColor(grid[r][c], maxAbs);
+        const o = (r * cols + c) * 4;
+        pixels.data[o] = R;
+        pixels.data[o + 1] = G;
+        pixels.data[o + 2] = B;
+        pixels.data[o + 3] = 255;
+      }
+    }
+    ictx.putImageData(pixels, 0, 0);
+  }
+
+  function draw() {
+    if (!grid) return;
+    const rows = grid.length;
+    const cols = rows ? grid[0].length : 0;
+    const box = {
+      x: MARGIN.left,
+      y: MARGIN.top,
+      width: (canvas.clientWidth || 360) - MARGIN.left - MARGIN.right,
+      height: HEIGHT - MARGIN.top - MARGIN.bottom,
+    };
+    // A flat grid (one row, a few rows) gets a shorter canvas instead of
+    // empty space above and below it.
+    box.height = heatmapLayout(rows, cols, box).height;
+    setupCanvas(canvas, box.height + MARGIN.top + MARGIN.bottom);
+    const ctx = canvas.getContext('2d');
+    layout = heatmapLayout(rows, cols, box);
+    // Nearest-neighbour scaling keeps cell edges crisp and seam-free.
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(image, layout.x, layout.y, layout.width, layout.height);
+    drawNonFinite(ctx);
+    ctx.strokeStyle = '#bdbdbd';
+    ctx.lineWidth = 1;
+    ctx.strokeRect(layout.x - 0.5, layout.y - 0.5, layout.width + 1, layout.height + 1);
+    drawAxisLabels(ctx, rows, cols);
+    if (hover) {
+      ctx.strokeStyle = '#212121';
+      ctx.lineWidth = 2;
+      ctx.strokeRect(
+        layout.x + hover.col * layout.cellW, layout.y + hover.row * layout.cellH,
+        layout.cellW, layout.cellH,
+      );
+    }
+  }
+
+  function drawNonFinite(ctx) {
+    const { cellW, cellH } = layout;
+    // Black pixels already mark them; a cross makes them stand out even
+    // next to dark blue/red cells when the cells are big enough to hold one.
+    if (cellW < 4 || cellH < 4) return;
+    ctx.strokeStyle = '#ffffff';
+    ctx.lineWidth = Math.max(1, Math.min(cellW, cellH) / 8);
+    ctx.beginPath();
+    grid.forEach((row, r) => row.forEach((v, c) => {
+      if (Number.isFinite(v)) return;
+      const x = layout.x + c * cellW;
+      const y = layout.y + r * cellH;
+      const i = Math.min(cellW, cellH) * 0.22;
+      ctx.moveTo(x + i, y + i);
+      ctx.lineTo(x + cellW - i, y + cellH - i);
+      ctx.moveTo(x + cellW - i, y + i);
+      ctx.lineTo(x + i, y + cellH - i);
+    }));
+    ctx.stroke();
+  }
+
+  function drawAxisLabels(ctx, rows, cols) {
+    ctx.fillStyle = '#616161';
+    ctx.font = CANVAS_FONT;
+    ctx.textAlign = 'right';
+    ctx.textBaseline = 'top';
+    ctx.fillText('0', layout.x - 4, layout.y);
+    if (rows > 1) {
+      ctx.textBaseline = 'bottom';
+      ctx.fillText(String(rows - 1), layout.x - 4, layout.y + layout.height);
+    }
+    ctx.textBaseline = 'top';
+    ctx.textAlign = 'left';
+    ctx.fillText('0', layout.x, layout.y + layout.height + 3);
+    if (cols > 1) {
+      ctx.textAlign = 'right';
+      ctx.fillText(String(cols - 1), layout.x + layout.width, layout.y + layout.height + 3);
+    }
+  }
+
+  canvas.addEventListener('mousemove', (event) => {
+    if (!layout) return;
+    const hit = heatmapHit(layout, event.offsetX, event.offsetY);
+    const same = hit && hover && hit.row === hover.row && hit.col === hover.col;
+    if (!same) {
+      hover = hit;
+      draw();
+    }
+    if (!hit) {
+      tooltip.hide();
+      return;
+    }
+    const v = grid[hit.row][hit.col];
+    tooltip.show(event, [
+      ['row', String(hit.row)],
+      ['column', String(hit.col)],
+      ['value', formatValue(v), Number.isFinite(v) ? '' : 'is-nonfinite'],
+    ]);
+  });
+  canvas.addEventListener('mouseleave', () => {
+    hover = null;
+    tooltip.hide();
+    draw();
+  });
+
+  return {
+    update(data) {
+      const values = data.values;
+      // A 1-D heatmap is one row.
+      grid = values.length && !Array.isArray(values[0]) ? [values] : values;
+      maxAbs = symmetricMax(grid);
+      const ext = finiteExtent(grid);
+      const shape = data.shape && data.shape.length ? data.shape : [grid.length, grid[0]?.length ?? 0];
+      shapeInfo.textContent = describeShape(data.original_shape, shape, data.reduction);
+      legendNeg.textContent = formatValue(-maxAbs);
+      legendPos.textContent = formatValue(maxAbs);
+      legendMin.textContent = formatValue(ext.min);
+      legendMax.textContent = formatValue(ext.max);
+      nonfiniteKey.hidden = ext.count === grid.length * (grid[0]?.length ?? 0);
+      buildImage();
+      hover = null;
+      draw();
+    },
+    redraw: draw,
+  };
+}

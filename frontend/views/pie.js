@@ -1,0 +1,128 @@
+/**
+ * Pie view: one slice per class, a legend with class names and shares, a
+ * tooltip with value and percent. Non-finite (or negative) class values get
+ * no slice but stay in the legend, marked in red with their value.
+ */
+
+import {
+  classColor, formatPercent, formatValue, labelFor, pieHit, pieSlices,
+} from '../charts.js';
+import { CANVAS_FONT, el, setupCanvas } from '../dom.js';
+
+const SIZE = 200;
+
+/**
+ * Mounts a pie in `container`.
+ * @param {HTMLElement} container the card body
+ * @param {{show: Function, hide: Function}} tooltip the card's tooltip
+ * @returns {{update: function(Object): void, redraw: function(): void}}
+ */
+export function createPieView(container, tooltip) {
+  const canvas = el('canvas', { class: 'chart-canvas pie-canvas', 'aria-label': 'pie chart' });
+  const legend = el('ul', { class: 'legend pie-legend' });
+  container.append(el('div', { class: 'pie-layout' }, [canvas, legend]));
+
+  let values = [];
+  let labels = [];
+  let pie = null;
+  let geom = null;
+  let hover = -1;
+  let legendItems = [];
+
+  function draw() {
+    if (!pie) return;
+    const { ctx, width, height } = setupCanvas(canvas, SIZE);
+    const r = Math.min(width, height) / 2 - 8;
+    geom = { cx: width / 2, cy: height / 2, r };
+    if (pie.allZero) {
+      ctx.strokeStyle = '#bdbdbd';
+      ctx.setLineDash([4, 3]);
+      ctx.beginPath();
+      ctx.arc(geom.cx, geom.cy, r, 0, 2 * Math.PI);
+      ctx.stroke();
+      ctx.setLineDash([]);
+      ctx.fillStyle = '#757575';
+      ctx.font = CANVAS_FONT;
+      ctx.textAlign = 'center';
+      ctx.textBaseline = 'middle';
+      ctx.fillText(pie.invalid.length ? 'no finite share' : 'all values are 0', geom.cx, geom.cy);
+      return;
+    }
+    for (const s of pie.slices) {
+      // The hovered slice moves out a little so it reads as selected.
+      const lift = s.index === hover ? 5 : 0;
+      const mid = (s.start + s.end) / 2;
+      const ox = Math.cos(mid) * lift;
+      const oy = Math.sin(mid) * lift;
+      ctx.beginPath();
+      ctx.moveTo(geom.cx + ox, geom.cy + oy);
+      ctx.arc(geom.cx + ox, geom.cy + oy, r - (lift ? 0 : 2), s.start, s.end);
+      ctx.closePath();
+      ctx.fillStyle = classColor(s.index);
+      ctx.fill();
+      if (pie.slices.length > 1) {
+        ctx.strokeStyle = '#ffffff';
+        ctx.lineWidth = 1;
+        ctx.stroke();
+      }
+    }
+  }
+
+  function buildLegend() {
+    legendItems = values.map((v, i) => {
+      const bad = Number.isNaN(pie.percents[i]);
+      const item = el('li', {
+        class: `legend-item${bad ? ' is-nonfinite' : ''}`,
+        title: `${labelFor(labels, i)}: ${formatValue(v)}`,
+        dataset: { index: String(i) },
+      }, [
+        el('span', { class: `swatch${bad ? ' swatch-nonfinite' : ''}`, style: bad ? {} : { background: classColor(i) } }),
+        el('span', { class: 'legend-name', text: labelFor(labels, i) }),
+        el('span', { class: 'legend-value', text: bad ? formatValue(v) : formatPercent(pie.percents[i]) }),
+      ]);
+      item.addEventListener('mouseenter', () => setHover(i));
+      item.addEventListener('mouseleave', () => setHover(-1));
+      return item;
+    });
+    legend.replaceChildren(...legendItems);
+  }
+
+  function setHover(index) {
+    if (index === hover) return;
+    if (hover >= 0 && legendItems[hover]) legendItems[hover].classList.remove('is-hover');
+    hover = index;
+    if (hover >= 0 && legendItems[hover]) legendItems[hover].classList.add('is-hover');
+    draw();
+  }
+
+  canvas.addEventListener('mousemove', (event) => {
+    if (!geom || !pie) return;
+    const i = pieHit(pie.slices, geom.cx, geom.cy, geom.r, event.offsetX, event.offsetY);
+    setHover(i);
+    if (i < 0) {
+      tooltip.hide();
+      return;
+    }
+    tooltip.show(event, [
+      labelFor(labels, i),
+      ['value', formatValue(values[i])],
+      ['share', formatPercent(pie.percents[i])],
+    ]);
+  });
+  canvas.addEventListener('mouseleave', () => {
+    setHover(-1);
+    tooltip.hide();
+  });
+
+  return {
+    update(data) {
+      values = data.values;
+      labels = data.labels || [];
+      pie = pieSlices(values);
+      hover = -1;
+      buildLegend();
+      draw();
+    },
+    redraw: draw,
+  };
+}
