@@ -25,7 +25,7 @@ from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
 from torch_visualization import metadata, tabular
-from torch_visualization.tb_plugin import encoding
+from torch_visualization.tb_plugin import encoding, step_cache
 from torch_visualization.tb_plugin.loader import DEFAULT_SAMPLES
 
 logger = logging.getLogger(__name__)
@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 # The ES modules ship beside this package: frontend/ in the repository,
 # torch_visualization/frontend/ in the wheel.
 FRONTEND_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "frontend")
+
+# Decoded steps kept between requests (see step_cache.py).
+CACHE_BYTES = 256 * 2**20
 
 # Kinds whose whole history is small enough for one /series response.
 SERIES_KINDS = ("pie", "bars", "confusion")
@@ -53,6 +56,7 @@ class TorchVisualizationPlugin(base_plugin.TBPlugin):
         # 0 means "keep everything" to TensorBoard's loaders; ask for all then.
         self._downsample = samples if samples else 2**31 - 1
         self._warned = set()
+        self._cache = step_cache.StepCache(CACHE_BYTES)
 
     def get_plugin_apps(self):
         return {
@@ -277,6 +281,11 @@ class TorchVisualizationPlugin(base_plugin.TBPlugin):
                 "the chart for run %r and tag %r cannot be read by this version "
                 "(see the server log)" % (run, tag)
             )
+        cache_key = (experiment_id, run, tag)
+        version = (series.max_step, series.max_wall_time, series.plugin_content)
+        cached = self._cache.get(cache_key, version)
+        if cached is not None:
+            return cached
         try:
             read = self._data_provider.read_tensors(
                 ctx,
@@ -307,8 +316,7 @@ class TorchVisualizationPlugin(base_plugin.TBPlugin):
             by_step[datum.step] = (datum, values)
         if not by_step:
             raise errors.NotFoundError("no readable steps for run %r and tag %r" % (run, tag))
-        if not by_step:
-            raise errors.NotFoundError("no readable steps for run %r and tag %r" % (run, tag))
+        self._cache.put(cache_key, version, (data, by_step), sum(v.nbytes for _, v in by_step.values()))
         return data, by_step
 
     def static_impl(self, name):

@@ -83,11 +83,15 @@ def sample_logdir(tmp_path_factory):
     return str(logdir), expected
 
 
-def make_wsgi_app(logdir, *extra_flags):
-    """TensorBoard's own WSGI app over `logdir`, Python loader, loaded once.
+def make_tensorboard(logdir, *extra_flags):
+    """TensorBoard's own WSGI app over `logdir` with the Python loader.
 
     Plugins come from `default.get_plugins()`, i.e. our entry point is found
-    the way `tensorboard` finds it.
+    the way `tensorboard` finds it. Data is loaded once, synchronously; call
+    `ingester.deprecated_multiplexer.Reload()` to pick up new events.
+
+    Returns:
+      `(app, ingester)`.
     """
     from tensorboard import default, program
     from tensorboard.backend import application
@@ -106,13 +110,19 @@ def make_wsgi_app(logdir, *extra_flags):
     )
     ingester = data_ingester.LocalDataIngester(tb.flags)
     ingester.start()
-    return application.TensorBoardWSGIApp(
+    app = application.TensorBoardWSGIApp(
         tb.flags,
         tb.plugin_loaders,
         ingester.data_provider,
         tb.assets_zip_provider,
         ingester.deprecated_multiplexer,
     )
+    return app, ingester
+
+
+def make_wsgi_app(logdir, *extra_flags):
+    """The WSGI app of `make_tensorboard`, for tests that need no reload."""
+    return make_tensorboard(logdir, *extra_flags)[0]
 
 
 def free_port():

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from werkzeug.test import Client
 
-from conftest import CLASS_NAMES, MANY_STEPS, make_wsgi_app, tensorboard_server
+from conftest import CLASS_NAMES, MANY_STEPS, make_tensorboard, make_wsgi_app, tensorboard_server
 from torch_visualization.tb_plugin.encoding import decode_array
 
 PREFIX = "/data/plugin/torch_visualization"
@@ -205,3 +205,21 @@ def test_csv_of_unknown_tag_is_404(client):
     response = client.get(PREFIX + "/csv?run=alpha&tag=nope")
     assert response.status_code == 404
     assert "no chart for run 'alpha' and tag 'nope'" in response.get_data(as_text=True)
+
+
+def test_new_steps_are_served_after_a_reload(tmp_path):
+    """The decoded-steps cache must not hide steps logged after the first read."""
+    from torch_visualization import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path / "run"))
+    writer.add_class_pie("p", [1.0, 2.0], 0)
+    writer.flush()
+    app, ingester = make_tensorboard(tmp_path)
+    live = Client(app)
+    assert get_json(live, data_url("run", "p"))["steps"] == [0]
+    writer.add_class_pie("p", [3.0, 4.0], 1)
+    writer.close()
+    ingester.deprecated_multiplexer.Reload()
+    body = get_json(live, data_url("run", "p"))
+    assert body["steps"] == [0, 1]
+    assert body["values"] == [3.0, 4.0]
