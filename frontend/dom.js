@@ -5,6 +5,8 @@
  * names come from users and must never be parsed as HTML.
  */
 
+import { truncateMiddle } from './charts.js';
+
 /**
  * Creates an element.
  * @param {string} tag
@@ -32,6 +34,25 @@ export function el(tag, props = {}, children = []) {
   return node;
 }
 
+let scaleOverride = 0;
+
+/**
+ * Runs `fn` with canvases sized for `scale` device pixels per CSS pixel
+ * instead of the screen's (the PNG export redraws at 2x for sharp images).
+ * @param {number} scale
+ * @param {Function} fn
+ * @returns {*} what fn returns
+ */
+export function withCanvasScale(scale, fn) {
+  const previous = scaleOverride;
+  scaleOverride = scale;
+  try {
+    return fn();
+  } finally {
+    scaleOverride = previous;
+  }
+}
+
 /**
  * Sizes a canvas for the screen it is on and returns a context in CSS pixels:
  * the backing store is cssWidth*dpr x cssHeight*dpr and the context is scaled
@@ -41,7 +62,7 @@ export function el(tag, props = {}, children = []) {
  * @returns {{ctx: CanvasRenderingContext2D, width: number, height: number, dpr: number}}
  */
 export function setupCanvas(canvas, cssHeight) {
-  const dpr = window.devicePixelRatio || 1;
+  const dpr = scaleOverride || window.devicePixelRatio || 1;
   // clientWidth is 0 while detached or hidden; fall back to the card width.
   const width = canvas.clientWidth || 360;
   canvas.style.height = `${cssHeight}px`;
@@ -51,6 +72,24 @@ export function setupCanvas(canvas, cssHeight) {
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, width, cssHeight);
   return { ctx, width, height: cssHeight, dpr };
+}
+
+/**
+ * Middle-truncates `text` until it is at most `maxWidth` px wide on `ctx`.
+ * @param {CanvasRenderingContext2D} ctx with its font set
+ * @param {string} text
+ * @param {number} maxWidth
+ * @returns {string}
+ */
+export function fitText(ctx, text, maxWidth) {
+  if (ctx.measureText(text).width <= maxWidth) return text;
+  let n = text.length - 1;
+  let t = truncateMiddle(text, n);
+  while (n > 3 && ctx.measureText(t).width > maxWidth) {
+    n -= 1;
+    t = truncateMiddle(text, n);
+  }
+  return t;
 }
 
 /** Font shorthand used on every canvas (matches the page's font). */

@@ -4,22 +4,35 @@
  * calls `render()`.
  *
  * The page: a run selector (one checkbox per run, class `run-toggle`, plus
- * select-all), a tag regex filter (class `tag-filter`), and one card per
- * run+tag grouped in sections by chart kind. Cards fetch their data only
- * when scrolled into view, so 100+ cards stay cheap.
+ * select-all), a tag regex filter (`tag-filter`), a view switch (`view-mode`
+ * buttons: steps, over time, compare runs), a "link step sliders" toggle
+ * (`link-steps`), an error banner, and cards grouped in sections by chart
+ * kind (plan.js decides which). Cards fetch their data only when scrolled
+ * into view, so hundreds of cards stay cheap.
+ *
+ * Live: TensorBoard's reload (button and timer) reaches the tab through the
+ * host message channel (host.js); the tab then reloads the listing and the
+ * cards on screen, keeping selection, slider positions and scroll.
+ * State (runs, filter, view, compare pair, linked sliders) lives in
+ * TensorBoard's URL (urlstate.js) and survives a page reload.
  */
 
+import { createBanner, reportError } from './banner.js';
 import { Card } from './card.js';
+import { runColor } from './colors.js';
+import { CompareBar } from './comparebar.js';
+import { CompareCard } from './comparecard.js';
 import { debounce, el } from './dom.js';
+import { connectHost, MESSAGES } from './host.js';
 import { fetchTags } from './model.js';
+import { naturalCompare, planCards, SECTIONS } from './plan.js';
+import { RunList } from './runlist.js';
+import { SeriesCard } from './seriescard.js';
+import {
+  decodeState, PLUGIN_NAME, readState, stateWindow, VIEWS, writeState,
+} from './urlstate.js';
 
-/** Section order and titles, by chart kind. */
-const SECTIONS = [
-  ['heatmap', 'Heatmaps'],
-  ['pie', 'Pies'],
-  ['bars', 'Bars'],
-  ['scatter', 'Scatter'],
-];
+const VIEW_TITLES = { steps: 'Steps', overtime: 'Over time', compare: 'Compare runs' };
 
 /**
  * Builds the tab into document.body. Safe to call again (it starts over).
@@ -31,7 +44,7 @@ export async function render() {
   await ensureStylesheet();
   const page = new Page(document.body);
   render.page = page;
-  await page.reload();
+  await page.start();
 }
 
 /** Page state and the parts of the DOM that depend on it. */
@@ -41,25 +54,32 @@ class Page {
     this.runs = {}; // run -> tag -> metadata, as /tags returns it
     this.selected = new Set();
     this.known = new Set(); // runs seen before: new runs start selected
+    this.urlRuns = null; // the selection read from the URL, applied once
+    this.filterText = '';
     this.filter = null; // RegExp, null = everything
-    this.cards = new Map(); // key(run, tag) -> Card
+    this.view = 'steps';
+    this.diff = null; // [runA, runB] chosen for the difference view
+    this.link = false;
+    this.reloads = 0;
+    this.cards = new Map(); // plan key -> card
+    this.cardOf = new WeakMap(); // card element -> card
     this.observer = new IntersectionObserver((entries) => this.onVisible(entries), {
       rootMargin: '300px 0px',
     });
     this.onResize = debounce(() => this.cards.forEach((c) => c.redraw()), 100);
     window.addEventListener('resize', this.onResize);
+    this.saveState = debounce(() => writeState(window, this.urlState()), 50);
     this.build();
   }
 
   build() {
     document.documentElement.lang = document.documentElement.lang || 'en';
-    this.selectAll = el('input', { type: 'checkbox', class: 'select-all-runs', 'aria-label': 'select all runs' });
-    this.selectAll.addEventListener('change', () => {
-      this.selected = this.selectAll.checked ? new Set(Object.keys(this.runs)) : new Set();
-      this.syncRunToggles();
+    this.banner = createBanner();
+    this.runList = new RunList((selected) => {
+      this.selected = selected;
       this.update();
+      this.saveState();
     });
-    this.runList = el('ul', { class: 'run-list' });
     this.filterInput = el('input', {
       type: 'search',
       class: 'tag-filter',
@@ -74,9 +94,27 @@ class Page {
     this.filterInput.addEventListener('keydown', (e) => {
       if (e.key === 'Enter') applyFilter.flush();
     });
+    this.modeButtons = VIEWS.map((mode) => {
+      const button = el('button', {
+        type: 'button', class: 'view-mode-button', text: VIEW_TITLES[mode], dataset: { mode },
+        'aria-pressed': 'false',
+      });
+      button.addEventListener('click', () => this.setView(mode));
+      return button;
+    });
+    this.linkToggle = el('input', { type: 'checkbox', class: 'link-steps', 'aria-label': 'link step sliders' });
+    this.linkToggle.addEventListener('change', () => {
+      this.link = this.linkToggle.checked;
+      this.saveState();
+    });
     this.summary = el('span', { class: 'summary', role: 'status' });
     this.reloadButton = el('button', { type: 'button', class: 'reload-button', text: 'Reload' });
     this.reloadButton.addEventListener('click', () => this.reload());
+    this.compareBar = new CompareBar((pair) => {
+      this.diff = pair;
+      this.saveState();
+      this.cards.forEach((card) => card.refreshDiff && card.refreshDiff());
+    });
     this.notice = el('div', { class: 'page-notice', role: 'status' });
     this.sections = new Map();
     const sectionNodes = SECTIONS.map(([kind, title]) => {
@@ -89,18 +127,20 @@ class Page {
       this.sections.set(kind, { node, grid, count });
       return node;
     });
-    this.app = el('div', { class: 'tv-app' }, [
-      el('aside', { class: 'sidebar', 'aria-label': 'runs' }, [
-        el('h2', { class: 'sidebar-title', text: 'Runs' }),
-        el('label', { class: 'run-item select-all' }, [this.selectAll, el('span', { text: 'All runs' })]),
-        this.runList,
-      ]),
+    this.app = el('div', { class: 'tv-app', dataset: { view: this.view, reloads: '0' } }, [
+      this.runList.element,
       el('main', { class: 'content' }, [
+        this.banner.element,
         el('div', { class: 'toolbar' }, [
           el('div', { class: 'filter-box' }, [this.filterInput, this.filterError]),
+          el('div', { class: 'view-mode', role: 'group', 'aria-label': 'view' }, this.modeButtons),
+          el('label', { class: 'toggle link-label', title: 'Moving one step slider moves all cards' }, [
+            this.linkToggle, ' link step sliders',
+          ]),
           this.summary,
           this.reloadButton,
         ]),
+        this.compareBar.element,
         this.notice,
         ...sectionNodes,
       ]),
@@ -108,68 +148,126 @@ class Page {
     this.root.replaceChildren(this.app);
   }
 
-  /** Fetches the run/tag listing and rebuilds the cards that changed. */
+  /** Restores the URL state, connects to TensorBoard, loads the listing. */
+  async start() {
+    this.host = connectHost(window);
+    if (this.host) {
+      this.host.listen(MESSAGES.DATA_RELOADED, () => this.liveReload());
+    }
+    this.applyState(await this.initialState());
+    await this.reload();
+  }
+
+  async initialState() {
+    // Same origin (TensorBoard): read the parent's hash. Otherwise ask the
+    // host for our URL entries.
+    if (stateWindow(window) === window && this.host) {
+      try {
+        const entries = await this.host.request(MESSAGES.GET_URL_DATA, { pluginName: PLUGIN_NAME }, 1500);
+        return decodeState(entries || {});
+      } catch (_) {
+        // No answer: start from the defaults.
+      }
+    }
+    return readState(window);
+  }
+
+  applyState(state) {
+    this.urlRuns = state.runs;
+    this.filterText = state.filter;
+    this.filterInput.value = state.filter;
+    if (state.filter) {
+      try {
+        this.filter = new RegExp(state.filter, 'i');
+      } catch (_) {
+        this.filter = null;
+      }
+    }
+    this.view = state.view;
+    this.diff = state.diff;
+    this.link = state.link;
+    this.linkToggle.checked = state.link;
+    this.syncViewButtons();
+  }
+
+  urlState() {
+    const runs = Object.keys(this.runs);
+    const all = runs.length > 0 && runs.every((r) => this.selected.has(r));
+    let selection = all ? null : [...this.selected].sort(naturalCompare);
+    // Before the first listing the selection is still the URL's.
+    if (!runs.length) selection = this.urlRuns;
+    return {
+      runs: selection,
+      filter: this.filterText,
+      view: this.view,
+      diff: this.diff,
+      link: this.link,
+    };
+  }
+
+  /** TensorBoard reloaded (its button or its timer). */
+  liveReload() {
+    this.reloads += 1;
+    this.app.dataset.reloads = String(this.reloads);
+    return this.reload();
+  }
+
+  /** Fetches the run/tag listing and refreshes the cards, keeping state. */
   async reload() {
-    this.setNotice('Loading runs and tags…');
-    this.reloadButton.disabled = true;
+    if (!Object.keys(this.runs).length) this.setNotice('Loading runs and tags…');
+    // Busy, not disabled: a disabled button would drop keyboard focus.
+    this.reloadButton.setAttribute('aria-busy', 'true');
     const token = (this.listingToken = (this.listingToken || 0) + 1);
     try {
       const { runs } = await fetchTags();
       if (token !== this.listingToken) return;
       this.runs = runs;
       for (const run of Object.keys(runs)) {
-        if (!this.known.has(run)) this.selected.add(run);
+        const wanted = this.urlRuns ? this.urlRuns.includes(run) : !this.known.has(run);
+        if (wanted) this.selected.add(run);
         this.known.add(run);
       }
+      this.urlRuns = null;
       for (const run of [...this.selected]) if (!(run in runs)) this.selected.delete(run);
-      this.buildRunList();
+      const sorted = this.sortedRuns();
+      this.runColors = Object.fromEntries(sorted.map((run, i) => [run, runColor(i)]));
+      const counts = Object.fromEntries(sorted.map((run) => [run, Object.keys(runs[run]).length]));
+      this.runList.set(sorted, counts, this.runColors, this.selected);
+      const kept = new Set(this.cards.values());
       this.update();
-      // Cards still on screen refresh too (new steps may have been logged).
-      this.cards.forEach((card) => {
-        const meta = runs[card.run] && runs[card.run][card.tag];
-        if (meta && meta.kind === card.kind) card.reload();
-      });
+      this.refreshCards(kept);
+      this.saveState();
     } catch (err) {
       if (token !== this.listingToken) return;
       this.setNotice(`Could not load the tag listing: ${err.message}`, true);
+      reportError('tag listing', err);
     } finally {
-      if (token === this.listingToken) this.reloadButton.disabled = false;
+      if (token === this.listingToken) this.reloadButton.removeAttribute('aria-busy');
     }
   }
 
-  buildRunList() {
-    const runs = Object.keys(this.runs).sort(naturalCompare);
-    this.runList.replaceChildren(...runs.map((run) => {
-      const box = el('input', {
-        type: 'checkbox', class: 'run-toggle', value: run, dataset: { run },
-      });
-      box.checked = this.selected.has(run);
-      box.addEventListener('change', () => {
-        if (box.checked) this.selected.add(run);
-        else this.selected.delete(run);
-        this.syncRunToggles();
-        this.update();
-      });
-      const n = Object.keys(this.runs[run]).length;
-      return el('li', {}, [
-        el('label', { class: 'run-item', title: run }, [
-          box,
-          el('span', { class: 'run-name', text: run }),
-          el('span', { class: 'run-count', text: String(n) }),
-        ]),
-      ]);
-    }));
-    this.syncRunToggles();
+  /**
+   * Cards that stayed refresh too (new steps may have been logged): those
+   * near the screen now, the others when they scroll into view, so that
+   * TensorBoard's reload timer does not refetch hundreds of cards.
+   */
+  refreshCards(kept) {
+    const margin = 300;
+    const height = window.innerHeight;
+    kept.forEach((card) => {
+      if (!card.loaded || card.disposed) return;
+      const box = card.element.getBoundingClientRect();
+      if (box.bottom >= -margin && box.top <= height + margin) {
+        card.reload();
+      } else {
+        card.stale = true;
+        this.observer.observe(card.element);
+      }
+    });
   }
 
-  syncRunToggles() {
-    for (const box of this.runList.querySelectorAll('input.run-toggle')) {
-      box.checked = this.selected.has(box.value);
-    }
-    const total = Object.keys(this.runs).length;
-    const n = [...this.selected].filter((r) => r in this.runs).length;
-    this.selectAll.checked = total > 0 && n === total;
-    this.selectAll.indeterminate = n > 0 && n < total;
+  sortedRuns() {
+    return Object.keys(this.runs).sort(naturalCompare);
   }
 
   /** Applies a filter text; an invalid regex keeps the last valid filter. */
@@ -187,7 +285,9 @@ class Page {
         return;
       }
     }
+    this.filterText = text;
     this.update();
+    this.saveState();
   }
 
   showFilterError(message) {
@@ -197,59 +297,98 @@ class Page {
     this.filterInput.setAttribute('aria-invalid', message ? 'true' : 'false');
   }
 
-  /** Makes the cards match selection + filter, keeping cards that stay. */
-  update() {
-    const wanted = new Map(); // kind -> [[key, run, tag, meta]]
-    let total = 0;
-    let tagsSeen = 0;
-    for (const run of Object.keys(this.runs)) {
-      for (const [tag, meta] of Object.entries(this.runs[run])) {
-        tagsSeen += 1;
-        if (!this.selected.has(run)) continue;
-        if (this.filter && !this.filter.test(tag)) continue;
-        if (!this.sections.has(meta.kind)) continue;
-        if (!wanted.has(meta.kind)) wanted.set(meta.kind, []);
-        wanted.get(meta.kind).push([cardKey(run, tag), run, tag, meta]);
-        total += 1;
-      }
+  setView(mode) {
+    if (mode === this.view || !VIEWS.includes(mode)) return;
+    this.view = mode;
+    this.syncViewButtons();
+    this.update();
+    this.saveState();
+  }
+
+  syncViewButtons() {
+    for (const button of this.modeButtons) {
+      button.setAttribute('aria-pressed', String(button.dataset.mode === this.view));
     }
+    this.app.dataset.view = this.view;
+    this.compareBar.show(this.view === 'compare');
+  }
+
+  /** The compare pair for difference views: chosen, else the first two. */
+  diffPair() {
+    const runs = this.sortedRuns().filter((r) => this.selected.has(r));
+    if (this.diff && this.diff.every((r) => runs.includes(r)) && this.diff[0] !== this.diff[1]) return this.diff;
+    return runs.length >= 2 ? runs.slice(0, 2) : null;
+  }
+
+  /** Makes the cards match selection + filter + view, keeping cards that stay. */
+  update() {
+    const plan = planCards({ runs: this.runs, selected: this.selected, filter: this.filter, view: this.view });
     const keep = new Set();
     for (const [kind, section] of this.sections) {
-      // Same tag of different runs side by side: that is what users compare.
-      const entries = (wanted.get(kind) || []).sort(
-        (a, b) => naturalCompare(a[2], b[2]) || naturalCompare(a[1], b[1]),
-      );
-      const nodes = entries.map(([key, run, tag, meta]) => {
-        keep.add(key);
-        let card = this.cards.get(key);
-        if (card && card.kind !== meta.kind) {
-          this.dropCard(key, card);
+      const nodes = (plan.sections.get(kind) || []).map((spec) => {
+        keep.add(spec.key);
+        let card = this.cards.get(spec.key);
+        if (card && card.kind !== spec.kind) {
+          this.dropCard(spec.key, card);
           card = undefined;
         }
         if (!card) {
-          card = new Card(run, tag, meta);
-          this.cards.set(key, card);
+          card = this.makeCard(spec);
+          this.cards.set(spec.key, card);
+          this.cardOf.set(card.element, card);
           this.observer.observe(card.element);
         }
         return card.element;
       });
-      section.grid.replaceChildren(...nodes);
+      // Re-inserting the same nodes would still cost a layout; skip it.
+      const current = section.grid.children;
+      const same = current.length === nodes.length && nodes.every((n, i) => current[i] === n);
+      if (!same) section.grid.replaceChildren(...nodes);
       section.count.textContent = String(nodes.length);
       section.node.hidden = nodes.length === 0;
     }
     for (const [key, card] of this.cards) if (!keep.has(key)) this.dropCard(key, card);
-    this.summary.textContent = `${total} chart${total === 1 ? '' : 's'}`;
-    if (!tagsSeen) {
-      this.setNotice('No data from torch_visualization in this log directory yet. Log some with '
-        + 'SummaryWriter.add_weight_heatmap, add_class_pie, add_gradient_bars or add_scatter '
-        + '(from torch_visualization), then press Reload.');
-    } else if (!this.selected.size) {
-      this.setNotice('No run selected.');
-    } else if (!total) {
-      this.setNotice('No tag matches the filter in the selected runs.');
-    } else {
-      this.setNotice('');
+    if (this.view === 'compare') {
+      this.compareBar.set(this.sortedRuns().filter((r) => this.selected.has(r)), this.diffPair());
     }
+    this.summary.textContent = `${plan.total} chart${plan.total === 1 ? '' : 's'}`;
+    this.setNotice(this.noticeFor(plan));
+  }
+
+  noticeFor(plan) {
+    if (!plan.tagsSeen) {
+      return 'No data from torch_visualization in this log directory yet. Log some with '
+        + 'SummaryWriter.add_weight_heatmap, add_class_pie, add_gradient_bars, add_scatter or '
+        + 'add_confusion_matrix (from torch_visualization), then press Reload.';
+    }
+    if (!this.selected.size) return 'No run selected.';
+    const notes = [];
+    if (this.view === 'compare' && this.selected.size < 2) notes.push('Select two or more runs to compare them.');
+    if (this.view === 'overtime' && plan.hidden) {
+      notes.push(`${plan.hidden} heatmap, scatter or confusion chart${plan.hidden === 1 ? ' has' : 's have'} `
+        + 'no over-time view: switch to Steps to see them.');
+    }
+    if (!plan.total) notes.push('No tag matches the filter in the selected runs.');
+    return notes.join(' ');
+  }
+
+  makeCard(spec) {
+    const onPick = (source, step) => this.onPick(source, step);
+    if (spec.type === 'series') return new SeriesCard(spec.run, spec.tag, spec.meta);
+    if (spec.type === 'compare') {
+      return new CompareCard(spec, {
+        runColors: this.runColors, runOrder: naturalCompare, diff: () => this.diffPair(), onPick,
+      });
+    }
+    return new Card(spec.run, spec.tag, spec.meta, { onPick });
+  }
+
+  /** A user moved a slider: with linked sliders every card follows. */
+  onPick(source, step) {
+    if (!this.link) return;
+    this.cards.forEach((card) => {
+      if (card !== source) card.followStep(step);
+    });
   }
 
   dropCard(key, card) {
@@ -261,16 +400,17 @@ class Page {
   onVisible(entries) {
     for (const entry of entries) {
       if (!entry.isIntersecting) continue;
-      const card = this.cardFor(entry.target);
+      const card = this.cardOf.get(entry.target);
       if (card) {
-        card.activate();
+        if (card.stale) {
+          card.stale = false;
+          card.reload();
+        } else {
+          card.activate();
+        }
         this.observer.unobserve(entry.target);
       }
     }
-  }
-
-  cardFor(element) {
-    return this.cards.get(cardKey(element.dataset.run, element.dataset.tag));
   }
 
   setNotice(text, isError = false) {
@@ -284,19 +424,11 @@ class Page {
     window.removeEventListener('resize', this.onResize);
     this.cards.forEach((card) => card.dispose());
     this.cards.clear();
+    this.banner.dispose();
+    this.saveState.cancel();
+    if (this.host) this.host.close();
     this.listingToken = (this.listingToken || 0) + 1;
   }
-}
-
-// Run and tag names can contain anything; NUL cannot appear in either.
-function cardKey(run, tag) {
-  return `${run}\u0000${tag}`;
-}
-
-// "run10" after "run9", like TensorBoard sorts runs.
-const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: 'base' });
-function naturalCompare(a, b) {
-  return collator.compare(a, b);
 }
 
 /**

@@ -95,3 +95,40 @@ export async function fetchData(run, tag, step, options) {
     shape: body.shape ?? [],
   };
 }
+
+/**
+ * Fetches every held step of one pie, bars or confusion tag (/series), with
+ * `values` and `wall_times` decoded.
+ * @param {string} run
+ * @param {string} tag
+ * @param {{signal?: AbortSignal}} [options]
+ * @returns {Promise<Object>}
+ */
+export async function fetchSeries(run, tag, options) {
+  const body = await fetchJson(`./series?${new URLSearchParams({ run, tag })}`, options);
+  return {
+    ...body,
+    values: decodeNonFinite(body.values ?? []),
+    wall_times: decodeNonFinite(body.wall_times ?? []),
+    labels: body.labels ?? [],
+    stat_names: body.stat_names ?? [],
+    steps: body.steps ?? [],
+  };
+}
+
+/**
+ * GETs a text body (the CSV export). Errors as fetchJson: the server's text.
+ * @param {string} url
+ * @param {{signal?: AbortSignal}} [options]
+ * @returns {Promise<string>}
+ */
+export async function fetchText(url, options = {}) {
+  const res = await fetch(url, { signal: options.signal });
+  const text = await res.text();
+  if (!res.ok) {
+    const err = new Error(text.trim() || `HTTP ${res.status} ${res.statusText}`.trim());
+    err.status = res.status;
+    throw err;
+  }
+  return text;
+}

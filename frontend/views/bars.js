@@ -1,14 +1,19 @@
 /**
  * Bars view: one bar per layer (column 0 of the values), labelled below the
- * axis, a linear/log toggle, a tooltip with the full layer name, the value
- * and any extra stat columns. Non-finite values are a red marker with a
- * NaN/Inf label; on the log scale values <= 0 are a hollow marker.
+ * axis, a linear/log toggle, model order or sorted by value, a tooltip with
+ * the full layer name, the value and any extra stat columns, and a legend.
+ * Non-finite values are a red marker with a NaN/Inf label and a red layer
+ * name; on the log scale values <= 0 are a hollow marker.
+ *
+ * DOM hooks: `.log-toggle`, `.bars-sort` (select: model / desc / asc).
  */
 
 import {
-  barHit, barLayout, formatValue, labelFor, labelStride, NONFINITE_COLOR, truncateMiddle,
+  barHit, barLayout, formatValue, labelFor, labelStride, NONFINITE_COLOR,
 } from '../charts.js';
-import { CANVAS_FONT, el, setupCanvas } from '../dom.js';
+import { CANVAS_FONT, el, fitText, setupCanvas } from '../dom.js';
+import { SORT_MODES, sortOrder } from '../stats.js';
+import { createSwatchLegend } from './legend.js';
 
 const HEIGHT = 270;
 const BAR_COLOR = '#1976d2';
@@ -24,13 +29,22 @@ const LABEL_ROOM = { min: 18, max: 84 };
  */
 export function createBarsView(container, tooltip) {
   const toggle = el('input', { type: 'checkbox', class: 'log-toggle', 'aria-label': 'log scale' });
+  const sort = el('select', { class: 'bars-sort', 'aria-label': 'bar order' },
+    Object.entries(SORT_MODES).map(([value, text]) => el('option', { value, text })));
   const canvas = el('canvas', { class: 'chart-canvas bars-canvas', 'aria-label': 'bar chart' });
+  const legend = createSwatchLegend('bars-legend');
   container.append(
-    el('div', { class: 'view-toolbar' }, [el('label', { class: 'toggle' }, [toggle, ' log scale'])]),
+    el('div', { class: 'view-toolbar' }, [
+      el('label', { class: 'toggle' }, ['order ', sort]),
+      el('label', { class: 'toggle' }, [toggle, ' log scale']),
+    ]),
     canvas,
+    legend.element,
   );
 
-  let rows = []; // per layer: [value, ...extra stats]
+  let data = []; // per layer, model order: [value, ...extra stats]
+  let rows = []; // per bar on screen, in display order
+  let order = []; // rows[i] is data[order[i]]
   let labels = [];
   let statNames = [];
   let layout = null;
@@ -41,6 +55,23 @@ export function createBarsView(container, tooltip) {
     hover = -1;
     draw();
   });
+  sort.addEventListener('change', () => {
+    hover = -1;
+    arrange();
+    draw();
+  });
+
+  function arrange() {
+    order = sortOrder(data.map((r) => r[0]), sort.value);
+    rows = order.map((i) => data[i]);
+  }
+
+  function updateLegend() {
+    const items = [{ color: BAR_COLOR, label: statNames[0] || 'value' }];
+    const bad = data.filter((r) => !Number.isFinite(r[0])).length;
+    if (bad) items.push({ color: NONFINITE_COLOR, label: `NaN / Inf (${bad} layer${bad > 1 ? 's' : ''})`, flagged: true });
+    legend.set(items);
+  }
 
   function draw() {
     if (!rows.length && !layout) return;
@@ -70,7 +101,7 @@ export function createBarsView(container, tooltip) {
   function planLabels(ctx, plotWidth) {
     const n = rows.length;
     const band = n ? plotWidth / n : 0;
-    const names = rows.map((_, i) => labelFor(labels, i, 'layer'));
+    const names = order.map((i) => labelFor(labels, i, 'layer'));
     const widths = names.map((t) => ctx.measureText(t).width);
     if (widths.every((w) => w <= band - 6)) {
       return { rotated: false, stride: 1, names, room: LABEL_ROOM.min };
@@ -155,10 +186,20 @@ export function createBarsView(container, tooltip) {
     const n = rows.length;
     const top = box.y + box.height + 6;
     ctx.fillStyle = '#424242';
+    // Non-finite layers are named in bold red, like their marker.
+    const flag = (i) => {
+      const bad = !Number.isFinite(rows[i][0]);
+      ctx.fillStyle = bad ? NONFINITE_COLOR : '#424242';
+      ctx.font = bad ? `bold ${CANVAS_FONT}` : CANVAS_FONT;
+    };
     if (!plan.rotated) {
       ctx.textAlign = 'center';
       ctx.textBaseline = 'top';
-      plan.names.forEach((name, i) => ctx.fillText(name, box.x + (i + 0.5) * layout.band, top));
+      plan.names.forEach((name, i) => {
+        flag(i);
+        ctx.fillText(name, box.x + (i + 0.5) * layout.band, top);
+      });
+      ctx.font = CANVAS_FONT;
       return;
     }
     ctx.textBaseline = 'middle';
@@ -168,6 +209,7 @@ export function createBarsView(container, tooltip) {
     for (let i = 0; i < n; i += plan.stride) {
       const x = box.x + (i + 0.5) * layout.band;
       const room = Math.min(plan.room - 10, x - 2) / Math.SQRT1_2;
+      flag(i);
       const name = fitText(ctx, plan.names[i], room);
       ctx.save();
       ctx.translate(x, top);
@@ -176,6 +218,7 @@ export function createBarsView(container, tooltip) {
       ctx.fillText(name, 0, 0);
       ctx.restore();
     }
+    ctx.font = CANVAS_FONT;
   }
 
   canvas.addEventListener('mousemove', (event) => {
@@ -191,7 +234,7 @@ export function createBarsView(container, tooltip) {
       return;
     }
     const row = rows[i];
-    const lines = [labelFor(labels, i, 'layer')];
+    const lines = [labelFor(labels, order[i], 'layer')];
     const names = statNames.length ? statNames : ['value'];
     row.forEach((v, k) => {
       const cls = Number.isFinite(v) ? '' : 'is-nonfinite';
@@ -207,25 +250,21 @@ export function createBarsView(container, tooltip) {
   });
 
   return {
-    update(data) {
-      rows = data.values.map((v) => (Array.isArray(v) ? v : [v]));
-      labels = data.labels || [];
-      statNames = data.stat_names || [];
+    update(response) {
+      data = response.values.map((v) => (Array.isArray(v) ? v : [v]));
+      labels = response.labels || [];
+      statNames = response.stat_names || [];
       hover = -1;
+      arrange();
+      updateLegend();
       draw();
     },
     redraw: draw,
+    exportParts: () => ({
+      canvases: [{ canvas }],
+      legend: legend.exportPart(),
+      notes: [toggle.checked ? 'log scale' : '', sort.value !== 'model' ? `sorted: ${SORT_MODES[sort.value]}` : '']
+        .filter(Boolean),
+    }),
   };
-}
-
-// Middle-truncates `text` until it is at most `maxWidth` px wide.
-function fitText(ctx, text, maxWidth) {
-  if (ctx.measureText(text).width <= maxWidth) return text;
-  let n = text.length - 1;
-  let t = truncateMiddle(text, n);
-  while (n > 3 && ctx.measureText(t).width > maxWidth) {
-    n -= 1;
-    t = truncateMiddle(text, n);
-  }
-  return t;
 }

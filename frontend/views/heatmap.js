@@ -1,12 +1,13 @@
 /**
  * Heatmap view: a [rows, cols] grid in a diverging colour map centred on
  * zero, a colour legend with min/max, the original shape, and a tooltip with
- * row, column and value. Non-finite cells are black with a white cross.
+ * row, column and value. Non-finite cells are black with a white cross and
+ * a red frame.
  */
 
 import {
   describeShape, divergingColor, finiteExtent, formatValue, heatmapHit, heatmapLayout,
-  rgbString, symmetricMax,
+  NONFINITE_COLOR, rgbString, symmetricMax,
 } from '../charts.js';
 import { CANVAS_FONT, el, setupCanvas } from '../dom.js';
 
@@ -120,6 +121,12 @@ export function createHeatmapView(container, tooltip) {
       ctx.lineTo(x + i, y + cellH - i);
     }));
     ctx.stroke();
+    // A red frame flags them like every other view flags non-finite values.
+    ctx.strokeStyle = NONFINITE_COLOR;
+    ctx.lineWidth = 1.5;
+    grid.forEach((row, r) => row.forEach((v, c) => {
+      if (!Number.isFinite(v)) ctx.strokeRect(layout.x + c * cellW + 0.75, layout.y + r * cellH + 0.75, cellW - 1.5, cellH - 1.5);
+    }));
   }
 
   function drawAxisLabels(ctx, rows, cols) {
@@ -185,5 +192,15 @@ export function createHeatmapView(container, tooltip) {
       draw();
     },
     redraw: draw,
+    exportParts: () => ({
+      canvases: [{ canvas, caption: shapeInfo.textContent }],
+      colorbars: [{
+        colors: [-1, -0.5, 0, 0.5, 1].map((t) => rgbString(divergingColor(t, 1))),
+        min: legendNeg.textContent,
+        max: legendPos.textContent,
+        title: `min ${legendMin.textContent} · max ${legendMax.textContent}`,
+        special: nonfiniteKey.hidden ? [] : [{ color: '#000000', label: 'NaN / Inf (black, white ×)' }],
+      }],
+    }),
   };
 }

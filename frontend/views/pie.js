@@ -5,7 +5,7 @@
  */
 
 import {
-  classColor, formatPercent, formatValue, labelFor, pieHit, pieSlices,
+  classColor, formatPercent, formatValue, labelFor, NONFINITE_COLOR, pieHit, pieSlices,
 } from '../charts.js';
 import { CANVAS_FONT, el, setupCanvas } from '../dom.js';
 
@@ -124,5 +124,16 @@ export function createPieView(container, tooltip) {
       draw();
     },
     redraw: draw,
+    exportParts: () => ({
+      canvases: [{ canvas }],
+      legend: values.map((v, i) => {
+        const bad = Number.isNaN(pie.percents[i]);
+        return {
+          color: bad ? NONFINITE_COLOR : classColor(i),
+          label: `${labelFor(labels, i)} ${bad ? formatValue(v) : formatPercent(pie.percents[i])}`,
+          flagged: bad,
+        };
+      }),
+    }),
   };
 }

@@ -157,5 +157,12 @@ export function createScatterView(container, tooltip) {
       showNote();
     },
     redraw: draw,
+    exportParts: () => ({
+      canvases: [{ canvas }],
+      legend: [...legend.querySelectorAll('.legend-item')].map((item) => ({
+        color: item.firstChild.style.background, label: item.textContent,
+      })),
+      warnings: note.hidden ? [] : [note.textContent],
+    }),
   };
 }

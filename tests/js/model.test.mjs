@@ -2,7 +2,9 @@
 import assert from 'node:assert/strict';
 import { afterEach, test } from 'node:test';
 
-import { dataUrl, decodeNonFinite, fetchData, fetchJson, fetchTags } from '../../frontend/model.js';
+import {
+  dataUrl, decodeNonFinite, fetchData, fetchJson, fetchSeries, fetchTags, fetchText,
+} from '../../frontend/model.js';
 
 const realFetch = globalThis.fetch;
 afterEach(() => {
@@ -67,4 +69,30 @@ test('fetchTags returns the runs mapping (empty when absent)', async () => {
   assert.deepEqual(await fetchTags(), { runs: { a: { t: { kind: 'bars' } } } });
   stubFetch(200, {});
   assert.deepEqual(await fetchTags(), { runs: {} });
+});
+
+test('fetchSeries asks /series and decodes every step\'s values', async () => {
+  const calls = stubFetch(200, {
+    run: 'a b', tag: 'g/n', kind: 'bars', labels: ['NaN'], stat_names: [],
+    steps: [0, 5], wall_times: [1.5, 'NaN'], values: [[1, 'Infinity'], ['-Infinity', 'NaN']],
+  });
+  const s = await fetchSeries('a b', 'g/n');
+  assert.deepEqual(calls, ['./series?run=a+b&tag=g%2Fn']);
+  assert.deepEqual(s.labels, ['NaN']);
+  assert.deepEqual(s.steps, [0, 5]);
+  assert.equal(s.values[0][1], Infinity);
+  assert.equal(s.values[1][0], -Infinity);
+  assert.ok(Number.isNaN(s.values[1][1]));
+  assert.ok(Number.isNaN(s.wall_times[1]));
+});
+
+test('fetchText returns the body, or throws with the server text', async () => {
+  stubFetch(200, 'run,tag\na,b\n');
+  assert.equal(await fetchText('./csv?run=a&tag=b'), 'run,tag\na,b\n');
+  stubFetch(400, 'the series route serves pie, bars and confusion tags');
+  await assert.rejects(fetchText('./csv?run=a&tag=b'), (err) => {
+    assert.match(err.message, /series route/);
+    assert.equal(err.status, 400);
+    return true;
+  });
 });
