@@ -86,29 +86,19 @@ class TorchVisualizationPlugin(base_plugin.TBPlugin):
 
     @wrappers.Request.application
     def _serve_data(self, request):
-        run = _single_arg(request, "run", required=True)
-        tag = _single_arg(request, "tag", required=True)
+        ctx, experiment, run, tag = _chart_request(request)
         step = _parse_step(_single_arg(request, "step", required=False))
-        ctx = plugin_util.context(request.environ)
-        experiment = plugin_util.experiment_id(request.environ)
         body = self.data_impl(ctx, experiment, run, tag, step)
         return http_util.Respond(request, body, "application/json")
 
     @wrappers.Request.application
     def _serve_series(self, request):
-        run = _single_arg(request, "run", required=True)
-        tag = _single_arg(request, "tag", required=True)
-        ctx = plugin_util.context(request.environ)
-        experiment = plugin_util.experiment_id(request.environ)
-        body = self.series_impl(ctx, experiment, run, tag)
+        body = self.series_impl(*_chart_request(request))
         return http_util.Respond(request, body, "application/json")
 
     @wrappers.Request.application
     def _serve_csv(self, request):
-        run = _single_arg(request, "run", required=True)
-        tag = _single_arg(request, "tag", required=True)
-        ctx = plugin_util.context(request.environ)
-        experiment = plugin_util.experiment_id(request.environ)
+        ctx, experiment, run, tag = _chart_request(request)
         # csv_impl reads (and fails with 4xx) before the response streams.
         chunks = self.csv_impl(ctx, experiment, run, tag)
         filename = re.sub(r"[^A-Za-z0-9_.-]+", "_", "%s_%s" % (run, tag)).strip("_")[:150] or "chart"
@@ -379,6 +369,18 @@ def _describe(data):
         "original_shape": list(data.original_shape),
         "reduction": data.reduction,
     }
+
+
+def _chart_request(request):
+    """`(ctx, experiment_id, run, tag)` of a request naming one chart."""
+    run = _single_arg(request, "run", required=True)
+    tag = _single_arg(request, "tag", required=True)
+    return (
+        plugin_util.context(request.environ),
+        plugin_util.experiment_id(request.environ),
+        run,
+        tag,
+    )
 
 
 def _single_arg(request, name, *, required):
