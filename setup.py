@@ -20,10 +20,12 @@ setup(
         "torch_visualization",
         "torch_visualization.tb_plugin",
         "torch_visualization.frontend",
+        "torch_visualization.integrations",
     ],
     package_dir={
         "torch_visualization": "adapter",
         "torch_visualization.tb_plugin": "tb_plugin",
+        "torch_visualization.integrations": "adapter/integrations",
         "torch_visualization.frontend": "frontend",
     },
     package_data={
@@ -39,15 +41,30 @@ setup(
         "protobuf>=6.31.1,<8",
     ],
     extras_require={
+        # Integrations are optional: importing torch_visualization never
+        # imports them.
+        "lightning": ["lightning>=2.0"],
+        "huggingface": ["transformers>=5.0", "accelerate>=1.1.0"],
+        "s3": ["boto3"],
+        "pandas": ["pandas"],
+        "demo": ["scikit-learn"],
+        # Everything the test suite needs, pinned to the versions tested.
         "test": [
             "pytest",
             "hypothesis",
             "playwright",
             "scikit-learn",
-            "build",
             "grpcio-tools",
+            "lightning==2.6.6",
+            "transformers==5.24.0",
+            "accelerate==1.15.0",
+            "pandas==3.1.1",
+            "boto3==1.44.8",
+            "moto[s3]==5.2.5",
+            # moto's loopback server mode
+            "flask==3.1.3",
+            "flask-cors==6.0.5",
         ],
-        "demo": ["scikit-learn"],
     },
     entry_points={
         "tensorboard_plugins": [

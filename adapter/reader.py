@@ -13,7 +13,7 @@ import numpy as np
 from tensorboard.backend.event_processing import plugin_event_multiplexer
 from tensorboard.util import tensor_util
 
-from torch_visualization import metadata
+from torch_visualization import metadata, tabular
 
 logger = logging.getLogger(__name__)
 
@@ -92,3 +92,92 @@ def read(logdir):
                 series.values.append(np.asarray(values))
             result.setdefault(run, {})[tag] = series
     return result
+
+
+# The plugin's CSV export uses the same columns and names (tabular.py).
+DATAFRAME_COLUMNS = tabular.COLUMNS
+
+
+def to_dataframe(source, *, kinds=None):
+    """Our charts as one long-format pandas DataFrame, one row per number.
+
+    Columns (in this order):
+      run, tag, kind, step, wall_time: where the number comes from.
+      index: position of the element within its step: class (pie, and the
+        true class of a confusion matrix), layer (bars), flattened cell
+        `row * cols + col` (heatmap) or point (scatter).
+      label: the element's name: class name (pie, confusion; the index as
+        text when the tag has no names), layer name (bars), `"row,col"`
+        (heatmap), the point's class name (scatter; "" without a class).
+      stat: which number of the element: "value" (pie, 1-D bars, heatmap),
+        the stat name of `[layers, stats]` bars, "x" / "y" (scatter: two
+        rows per point, paired by `index`), "predicted:<class>" (confusion).
+      value: the number (float64; NaN and +-Inf kept as they are).
+
+    The same rows as the plugin's CSV export (`tabular.long_rows`).
+
+    Args:
+      source: A logdir (local or any scheme TensorBoard reads, e.g.
+        `s3://bucket/runs`) or the `{run: {tag: Series}}` mapping `read()`
+        returned.
+      kinds: Optional collection of chart kinds to keep (e.g. "pie",
+        "bars"); all by default.
+
+    Returns:
+      A `pandas.DataFrame` with the columns above (empty, with those columns,
+      when nothing matches).
+
+    Raises:
+      ImportError: pandas is not installed (it is optional).
+      ValueError: `kinds` names an unknown chart kind.
+      TypeError: `source` is neither a path nor a mapping of runs.
+    """
+    try:
+        import pandas as pd
+    except ImportError:
+        raise ImportError(
+            "to_dataframe() needs pandas, an optional dependency: pip install pandas"
+        ) from None
+    if kinds is not None:
+        if isinstance(kinds, str):
+            kinds = (kinds,)
+        unknown = sorted(set(kinds) - set(metadata.KINDS_BY_NAME))
+        if unknown:
+            raise ValueError(
+                "kinds: unknown chart kind(s) %s; expected some of %s"
+                % (unknown, ", ".join(sorted(metadata.KINDS_BY_NAME)))
+            )
+        kinds = frozenset(kinds)
+    if isinstance(source, dict):
+        data = source
+    elif isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
+        data = read(source)
+    else:
+        raise TypeError(
+            "source must be a logdir path or the mapping read() returns, got %s"
+            % type(source).__name__
+        )
+    columns = {name: [] for name in DATAFRAME_COLUMNS}
+    for run, tags in data.items():
+        for tag, series in tags.items():
+            if kinds is not None and series.kind not in kinds:
+                continue
+            for step, wall_time, values in zip(series.steps, series.wall_times, series.values):
+                index, label, stat, value = tabular.long_rows(
+                    series.kind, series.labels, series.stat_names, values
+                )
+                n = len(value)
+                columns["run"].extend([run] * n)
+                columns["tag"].extend([tag] * n)
+                columns["kind"].extend([series.kind] * n)
+                columns["step"].extend([step] * n)
+                columns["wall_time"].extend([wall_time] * n)
+                columns["index"].extend(index)
+                columns["label"].extend(label)
+                columns["stat"].extend(stat)
+                columns["value"].extend(value)
+    frame = pd.DataFrame(columns, columns=list(DATAFRAME_COLUMNS))
+    return frame.astype(
+        {"step": "int64", "wall_time": "float64", "index": "int64", "value": "float64"}
+    )
+

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections.abc
 import numbers
 import threading
+import warnings
 
 import numpy as np
 import torch
@@ -38,6 +39,92 @@ def _to_numpy(tag, values):
     return array
 
 
+class _GuardedRecordWriter:
+    """Stands between TensorBoard's writer thread and the event file.
+
+    TensorBoard's writer thread dies on the first failed write (a full disk,
+    a vanished directory), prints a traceback, and re-raises the error in
+    whichever thread logs next: in the middle of training. Behind this guard
+    the thread never sees the error: the first failure is reported once as a
+    `RuntimeWarning` naming the file, every later record of this file is
+    dropped (a partial record may be on disk, so nothing is appended after
+    it) and counted, and `close()` reports the count: a loss, never silent.
+    """
+
+    def __init__(self, inner, path):
+        self._inner = inner
+        self._path = path
+        self._lock = threading.Lock()
+        self._failure = None
+        self.lost_records = 0
+
+    def _fail(self, error):
+        with self._lock:
+            if self._failure is not None:
+                return
+            self._failure = error
+        warnings.warn(
+            "torch_visualization: writing events to %s failed (%s: %s); training "
+            "continues, but further events of this writer are lost (counted at "
+            "close())" % (self._path, type(error).__name__, error),
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+    def write(self, data):
+        if self._failure is None:
+            try:
+                self._inner.write(data)
+                return
+            except Exception as e:  # noqa: BLE001 -- any write failure, see the class doc
+                self._fail(e)
+        with self._lock:
+            self.lost_records += 1
+
+    def flush(self):
+        if self._failure is None:
+            try:
+                self._inner.flush()
+            except Exception as e:  # noqa: BLE001
+                self._fail(e)
+
+    def close(self):
+        try:
+            self._inner.close()
+        except Exception as e:  # noqa: BLE001
+            self._fail(e)
+        if self._failure is not None:
+            warnings.warn(
+                "torch_visualization: %d event(s) were not written to %s after a "
+                "write failure (%s: %s)"
+                % (self.lost_records, self._path, type(self._failure).__name__, self._failure),
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+    @property
+    def closed(self):
+        return self._inner.closed
+
+
+def _guard_event_writer(event_writer):
+    """Puts a `_GuardedRecordWriter` under TensorBoard's `EventFileWriter`.
+
+    Reaches into TensorBoard's writer (pinned to 2.21 in setup.py): the
+    record writer is held by `_AsyncWriter._writer` and by its thread's
+    `_record_writer`; both must point at the guard.
+    tests/test_hardening_adapter.py fails if these names change.
+    """
+    async_writer = getattr(event_writer, "_async_writer", None)
+    worker = getattr(async_writer, "_worker", None)
+    record_writer = getattr(async_writer, "_writer", None)
+    if record_writer is None or worker is None or isinstance(record_writer, _GuardedRecordWriter):
+        return
+    guarded = _GuardedRecordWriter(record_writer, getattr(event_writer, "_file_name", "?"))
+    async_writer._writer = guarded
+    worker._record_writer = guarded
+
+
 class SummaryWriter(_torch_tensorboard.SummaryWriter):
     """`torch.utils.tensorboard.SummaryWriter` with model-insight charts.
 
@@ -48,12 +135,36 @@ class SummaryWriter(_torch_tensorboard.SummaryWriter):
     """
 
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+        try:
+            super().__init__(*args, **kwargs)
+        except OSError as e:
+            # The bare OSError can mislead ("File exists" for a log_dir that is
+            # a file, "No such file" for an unwritable /proc path): say what
+            # was being done, keep the type and errno for callers.
+            hint = " (a file of that name exists)" if isinstance(e, FileExistsError) else ""
+            raise type(e)(
+                e.errno,
+                "SummaryWriter cannot create its event file in log_dir %r: %s%s"
+                % (kwargs.get("log_dir", args[0] if args else None), e.strerror or e, hint),
+                e.filename,
+            ) from e
         self._frozen = {}
         self._frozen_lock = threading.Lock()
         self._metadata_written = set()
         self._metadata_file_writer = None
         self._watch_handles = []
+
+    def _get_file_writer(self):
+        """torch's lazily (re)created FileWriter, its writes guarded.
+
+        torch recreates the FileWriter after `close()`, so the guard is put in
+        place here rather than once in `__init__` (which calls this too). The
+        first event is written before the guard is in place: a failure then
+        is an error at construction, as it should be.
+        """
+        file_writer = super()._get_file_writer()
+        _guard_event_writer(file_writer.event_writer)
+        return file_writer
 
     # -- the frozen-labels rule -------------------------------------------
 
@@ -96,6 +207,74 @@ class SummaryWriter(_torch_tensorboard.SummaryWriter):
                 else:
                     self._metadata_written.add(value.tag)
         file_writer.add_summary(summary_proto, global_step, walltime)
+
+    # -- watch(): hooks over a whole model -----------------------------------
+
+    def watch(
+        self,
+        model,
+        optimizer=None,
+        *,
+        log_every=100,
+        class_names=None,
+        max_cells=reduce.DEFAULT_MAX_CELLS,
+    ):
+        """Logs weights, gradients, updates, activations and outputs of `model`.
+
+        Hooks do the work: a step that does not log costs one integer check,
+        a logging step runs fused reductions on the device, one
+        device-to-host copy, and leaves proto building and file writes to a
+        background thread (see `torch_visualization.watch` for the details,
+        the tags and what is measured when).
+
+        Args:
+          model: The `torch.nn.Module` to watch (a `torch.compile`d,
+            DistributedDataParallel or DataParallel wrapper is unwrapped for
+            names).
+          optimizer: Optional `torch.optim.Optimizer` stepping the model.
+            With it, optimizer steps are counted (right under gradient
+            accumulation and `GradScaler`) and `updates/ratio` is logged;
+            without it, training-mode forward passes are counted.
+          log_every: Log on steps 0, log_every, 2*log_every, ...
+          class_names: Optional names of the classes of a `[batch, classes]`
+            model output, for the `outputs/classes` pie.
+          max_cells: Largest weight heatmap, an int or `(rows, cols)`.
+
+        Returns:
+          A `torch_visualization.watch.Watch` handle; `handle.remove()` takes
+          every hook away.
+
+        Raises:
+          TypeError, ValueError: bad arguments; the model (or this writer) is
+            already watched; a tag was already used with other labels.
+        """
+        from torch_visualization import watch as watch_module
+
+        return watch_module.watch(
+            self,
+            model,
+            optimizer,
+            log_every=log_every,
+            class_names=class_names,
+            max_cells=max_cells,
+        )
+
+    def flush(self):
+        """Writes pending watch() steps, then flushes the event files."""
+        worker = getattr(self, "_watch_worker", None)
+        if worker is not None:
+            worker.drain()
+        super().flush()
+
+    def close(self):
+        """Removes watch() hooks, writes pending steps, closes the files."""
+        for handle in list(getattr(self, "_watch_handles", ())):
+            handle.remove()
+        worker = getattr(self, "_watch_worker", None)
+        if worker is not None:
+            self._watch_worker = None
+            worker.close()
+        super().close()
 
     # -- the four chart kinds ----------------------------------------------
 

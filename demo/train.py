@@ -63,10 +63,18 @@ def pca_2d(features):
 
 
 def train_run(name, model, optimizer, data, logdir, epochs, log_every, batch_size, seed):
-    """Trains `model` and logs scalars plus the four chart kinds."""
+    """Trains `model`; `watch()` logs its insides, evaluation adds the rest.
+
+    `watch()` logs every `log_every` optimizer steps: weights/<param>
+    heatmaps, gradients/norm|mean_abs|max_abs|nonfinite bars, updates/ratio,
+    activations/zero_fraction and the outputs/classes pie. At the same steps
+    the held-out set gives accuracy, the predicted-class pie, the confusion
+    matrix and a PCA scatter of the last hidden layer.
+    """
     torch.manual_seed(seed)
     (x_train, y_train), (x_test, y_test) = data
     writer = SummaryWriter(os.path.join(logdir, name))
+    handle = writer.watch(model, optimizer, log_every=log_every, class_names=CLASS_NAMES)
     loss_fn = nn.CrossEntropyLoss()
     step = 0
     for _ in range(epochs):
@@ -77,33 +85,27 @@ def train_run(name, model, optimizer, data, logdir, epochs, log_every, batch_siz
             optimizer.zero_grad()
             loss = loss_fn(model(x_train[batch]), y_train[batch])
             loss.backward()
-            if step % log_every == 0:
-                log_insight(writer, model, x_test, y_test, step, loss.item())
             optimizer.step()
+            if step % log_every == 0:
+                writer.add_scalar("loss/train", loss.item(), step)
+                log_evaluation(writer, model, x_test, y_test, step)
             step += 1
-    log_insight(writer, model, x_test, y_test, step, loss.item())
+    handle.remove()
     writer.close()
     return step
 
 
-def log_insight(writer, model, x_test, y_test, step, loss):
-    writer.add_scalar("loss/train", loss, step)
-    writer.add_gradient_bars("gradients/norm", model, step)
-    for name, param in model.named_parameters():
-        if name.endswith("weight"):
-            writer.add_weight_heatmap("weights/" + name, param, step)
+def log_evaluation(writer, model, x_test, y_test, step):
+    """Held-out accuracy, predicted classes, confusion matrix and features."""
     model.eval()
     with torch.no_grad():
         hidden = model[:-1](x_test)
         logits = model[-1](hidden)
-    accuracy = (logits.argmax(dim=1) == y_test).float().mean().item()
-    writer.add_scalar("accuracy/test", accuracy, step)
+    predicted = logits.argmax(dim=1)
+    writer.add_scalar("accuracy/test", (predicted == y_test).float().mean().item(), step)
     writer.add_class_pie(
-        "outputs/classes", logits.softmax(dim=1), step, class_names=CLASS_NAMES
-    )
-    writer.add_class_pie(
-        "outputs/predicted", torch.bincount(logits.argmax(dim=1), minlength=10),
-        step, class_names=CLASS_NAMES,
+        "outputs/predicted", torch.bincount(predicted, minlength=10), step,
+        class_names=CLASS_NAMES,
     )
     writer.add_confusion_matrix(
         "eval/confusion", logits, y_test, step, class_names=CLASS_NAMES

@@ -137,3 +137,13 @@ def test_confusion_rejects_bad_input(predictions, targets, num_classes, error, m
     with pytest.raises(error) as info:
         reduce.confusion_counts("eval/cm", predictions, targets, num_classes)
     assert message in str(info.value) and "'eval/cm'" in str(info.value)
+
+
+def test_transposed_weights_pool_like_their_contiguous_copy():
+    weight = torch.randn(300, 130, generator=torch.Generator().manual_seed(5))
+    transposed = weight.t()
+    assert not transposed.is_contiguous()
+    grid, reduction = reduce.heatmap_grid("w", transposed)
+    expected, _ = reduce.heatmap_grid("w", transposed.contiguous())
+    assert reduction == "mean_pool" and tuple(grid.shape) == (64, 64)
+    np.testing.assert_allclose(grid.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)

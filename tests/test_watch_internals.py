@@ -1,0 +1,95 @@
+"""The pieces under watch(): the numpy CRC and the batched device reductions."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as stock_masked
+
+from torch_visualization import SummaryWriter, crc32c, read, reduce
+
+
+@pytest.mark.parametrize(
+    "size",
+    [0, 1, 3, 4, 5, 8, 63, 64, 65, 255, 256, 257, 4096, 65535, 65536, 65537, 65539, 65540, 200001],
+)
+def test_crc_equals_tensorboards(size):
+    data = random.Random(size).randbytes(size)
+    assert crc32c.masked_crc32c(data) == stock_masked(data)
+
+
+def test_crc_of_known_vector():
+    # RFC 3720, B.4: 32 bytes of zeros.
+    assert crc32c.crc32c(bytes(32)) == 0x8A9136AA
+    assert crc32c.crc32c(b"123456789") == 0xE3069283
+
+
+def test_fast_crc_writes_files_tensorboard_reads(tmp_path):
+    writer = SummaryWriter(str(tmp_path / "run"))
+    assert crc32c.speed_up(writer._get_file_writer())
+    assert crc32c.speed_up(writer._get_file_writer())  # idempotent
+    writer.add_weight_heatmap("w", torch.randn(64, 64), 3)
+    writer.close()
+    series = read(str(tmp_path))["run"]["w"]
+    assert series.steps == [3]
+
+
+def test_speed_up_leaves_unknown_writers_alone():
+    assert crc32c.speed_up(object()) is False
+
+
+SHAPES = [(512, 784), (100, 37), (512,), (8, 3, 3, 3), (130, 130), (10, 128), (3,), (70, 200)]
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_heatmap_plan_equals_heatmap_grid(batch):
+    torch.manual_seed(0)
+    tensors = [torch.randn(shape) for shape in SHAPES] + [torch.randn(512)]
+    tensors.append(torch.randn(10, 128).to(torch.bfloat16))
+    plan = reduce.HeatmapPlan(tensors, batch=batch)
+    for tensor, grid, (rows, cols, reduction) in zip(tensors, plan.grids(tensors), plan.shapes):
+        want, want_reduction = reduce.heatmap_grid("t", tensor)
+        assert grid.dtype == torch.float32
+        assert tuple(grid.shape) == (rows, cols) == tuple(want.shape)
+        assert reduction == want_reduction
+        np.testing.assert_allclose(grid.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_heatmap_plan_rejects_other_tensors():
+    plan = reduce.HeatmapPlan([torch.zeros(3)])
+    with pytest.raises(ValueError, match="1 planned"):
+        plan.grids([torch.zeros(3), torch.zeros(3)])
+    with pytest.raises(ValueError, match="shape"):
+        reduce.HeatmapPlan([torch.zeros(0)])
+
+
+def test_norms_and_abs_stats_equal_torch():
+    torch.manual_seed(0)
+    tensors = [torch.randn(300, 7), torch.randn(5), torch.randn(2, 3, 4, 5).double()]
+    squares = reduce.squared_l2_norms(tensors)
+    sums, maxes = reduce.abs_sums_and_maxes(tensors)
+    for tensor, square, total, biggest in zip(tensors, squares, sums, maxes):
+        assert float(square) == pytest.approx(float(tensor.norm()) ** 2, rel=1e-5)
+        assert float(total) == pytest.approx(float(tensor.abs().sum()), rel=1e-5)
+        assert float(biggest) == pytest.approx(float(tensor.abs().max()), rel=1e-6)
+    assert reduce.squared_l2_norms([]) == []
+    assert reduce.abs_sums_and_maxes([]) == ([], [])
+
+
+def test_nonzero_count_counts_nan_as_nonzero():
+    value = torch.tensor([0.0, 1.0, float("nan"), -0.0, -2.0])
+    assert int(reduce.nonzero_count(value)) == 3
+
+
+def test_module_is_documented():
+    from torch_visualization import watch
+
+    for name in ("watch", "Watch", "ACTIVATION_TYPES"):
+        assert hasattr(watch, name)
+    assert watch.Watch.remove.__doc__
+    assert "log_every" in SummaryWriter.watch.__doc__
+    assert os.path.basename(watch.__file__) == "watch.py"
