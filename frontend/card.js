@@ -7,12 +7,9 @@
  * once loaded the card has data-step (the step drawn).
  */
 
+import { CardBase } from './cardframe.js';
 import { countNonFinite, nearestStep } from './charts.js';
-import { reportError } from './banner.js';
-import { CardFrame } from './cardframe.js';
-import { exportCsv, exportPng } from './export.js';
 import { fetchData } from './model.js';
-import { StepSlider } from './slider.js';
 import { formatSummary, stepSummary } from './stats.js';
 import { createBarsView } from './views/bars.js';
 import { createConfusionView } from './views/confusion.js';
@@ -33,7 +30,7 @@ export const VIEWS = {
  * A card for `run`/`tag`. Nothing is fetched until `activate()` (called
  * when the card scrolls into view).
  */
-export class Card {
+export class Card extends CardBase {
   /**
    * @param {string} run
    * @param {string} tag
@@ -42,45 +39,12 @@ export class Card {
    *   user chose a step (the page moves linked sliders)
    */
   constructor(run, tag, meta, hooks = {}) {
+    super({ kind: meta.kind, tag, run, view: 'steps' }, `${run} · ${tag}`, hooks);
     this.run = run;
-    this.tag = tag;
-    this.kind = meta.kind;
-    this.hooks = hooks;
-    this.token = 0; // bumped by every request and every selection change
-    this.controller = null;
-    this.loaded = false;
-    this.disposed = false;
-    this.pendingStep = undefined; // a linked step to go to once steps are known
-    this.view = null;
     this.data = null;
-    this.frame = new CardFrame({
-      kind: this.kind, tag, run, view: 'steps',
-      onRetry: () => this.load(this.lastStep),
-      onPng: () => this.exportWith(exportPng),
-      onCsv: () => this.exportWith(exportCsv),
-    });
-    this.slider = new StepSlider(`step of ${tag} (${run})`, {
-      // Invalidate what is in flight now: it is for a step the user left.
-      onMove: () => {
-        this.token += 1;
-      },
-      onPick: (step) => {
-        this.load(step);
-        if (this.hooks.onPick) this.hooks.onPick(this, step);
-      },
-    });
-    this.frame.setFooter(this.slider.element);
-    this.element = this.frame.element;
+    this.addSlider(`step of ${tag} (${run})`);
     this.tooltip = this.frame.tooltip;
     this.body = this.frame.body;
-  }
-
-  /** Loads the latest step the first time the card becomes visible. */
-  activate() {
-    if (!this.loaded && !this.disposed) {
-      this.loaded = true;
-      this.load(undefined);
-    }
   }
 
   /**
@@ -88,24 +52,9 @@ export class Card {
    * changed step or selection since: then the response is dropped.
    * @param {number|undefined} step
    */
-  async load(step) {
-    const token = ++this.token;
+  load(step) {
     this.lastStep = step;
-    if (this.controller) this.controller.abort();
-    const controller = new AbortController();
-    this.controller = controller;
-    this.frame.setState('loading', this.view ? '' : 'Loading…');
-    let data;
-    try {
-      data = await fetchData(this.run, this.tag, step, { signal: controller.signal });
-    } catch (err) {
-      if (token !== this.token || this.disposed) return;
-      this.frame.setState('error', err.message || String(err));
-      reportError(`${this.run} · ${this.tag}`, err);
-      return;
-    }
-    if (token !== this.token || this.disposed) return;
-    this.show(data);
+    return this.fetchAndShow((signal) => fetchData(this.run, this.tag, step, { signal }), this.label);
   }
 
   show(data) {
@@ -157,25 +106,8 @@ export class Card {
     }
   }
 
-  /**
-   * Moves to the logged step nearest `value` (linked sliders). Before the
-   * first response the steps are unknown: the step is kept for then.
-   */
-  followStep(value) {
-    if (this.disposed) return;
-    if (!this.loaded || !this.data) {
-      this.pendingStep = value;
-      return;
-    }
-    const target = this.slider.show(value);
-    if (target === undefined || target === Number(this.element.dataset.step)) return;
-    this.slider.cancel();
-    this.load(target);
-  }
-
-  /** Redraws at the current size (window resize, devicePixelRatio change). */
-  redraw() {
-    if (this.view && this.frame.state === 'ready') this.view.redraw();
+  hasData() {
+    return Boolean(this.data);
   }
 
   /**
@@ -192,36 +124,14 @@ export class Card {
   }
 
   exportParts() {
-    const view = this.view && this.frame.state !== 'error' ? this.view.exportParts() : { canvases: [] };
     const step = this.data ? this.data.step : undefined;
     return {
-      ...view,
+      ...this.viewParts(),
       title: this.tag,
       subtitle: `run ${this.run}${step !== undefined ? ` · step ${step}` : ''}`
         + `${this.frame.stats.hidden ? '' : ` · ${this.frame.stats.textContent}`}`,
       fileParts: [this.run, this.tag],
       step,
     };
-  }
-
-  csvSources() {
-    return [{ run: this.run, tag: this.tag }];
-  }
-
-  async exportWith(fn) {
-    try {
-      await fn(this);
-    } catch (err) {
-      reportError(`export of ${this.run} · ${this.tag}`, err);
-    }
-  }
-
-  /** Drops the card: pending responses are ignored from now on. */
-  dispose() {
-    this.disposed = true;
-    this.token += 1;
-    this.slider.cancel();
-    if (this.controller) this.controller.abort();
-    this.frame.dispose();
   }
 }

@@ -1,7 +1,9 @@
 /**
- * The frame every card shares: header (tag, run or runs, non-finite badge,
- * min/max/NaN summary, PNG and CSV buttons), body for the view, a message
- * line with Retry, and the loading state.
+ * What every card shares: the frame (header with tag, run or runs,
+ * non-finite badge, min/max/NaN summary, PNG and CSV buttons; body for the
+ * view; a message line with Retry; the loading state) and CardBase, the
+ * life cycle around it (lazy first load, stale responses dropped, the step
+ * slider and linked steps, exports, disposal).
  *
  * DOM hooks: `.card` with data-kind / data-tag / data-view ("steps" |
  * "overtime" | "compare") / data-state ("loading" | "ready" | "error" |
@@ -10,7 +12,10 @@
  * `.export-png`, `.export-csv`, `.card-message`, `.retry-button`.
  */
 
+import { reportError } from './banner.js';
 import { createTooltip, el } from './dom.js';
+import { exportCsv, exportPng } from './export.js';
+import { StepSlider } from './slider.js';
 
 export class CardFrame {
   /**
@@ -97,5 +102,162 @@ export class CardFrame {
   dispose() {
     this.tooltip.hide();
     this.element.remove();
+  }
+}
+
+/**
+ * The life cycle a card has whatever it shows. A subclass sets `run` (or
+ * `runs`), implements `load(step)`, `show(response)`, `reload()`,
+ * `exportParts()` and, with a step slider, `hasData()`; `view` is its chart
+ * view once created.
+ *
+ * Every request, step move and disposal bumps `token`: a response whose
+ * token is no longer current is dropped (the user has moved on).
+ */
+export class CardBase {
+  /**
+   * @param {Object} frameSpec CardFrame's spec without the callbacks
+   * @param {string} label names the card in error reports ("run · tag")
+   * @param {{onPick?: function(CardBase, number): void}} [hooks] onPick:
+   *   the user chose a step (the page moves linked sliders)
+   */
+  constructor(frameSpec, label, hooks = {}) {
+    this.kind = frameSpec.kind;
+    this.tag = frameSpec.tag;
+    this.label = label;
+    this.hooks = hooks;
+    this.token = 0;
+    this.controllers = []; // one per request in flight
+    this.loaded = false;
+    this.disposed = false;
+    this.pendingStep = undefined; // a linked step to go to once steps are known
+    this.lastStep = undefined; // what the last load asked for (Retry asks again)
+    this.view = null;
+    this.slider = null;
+    this.frame = new CardFrame({
+      ...frameSpec,
+      onRetry: () => this.load(this.lastStep),
+      onPng: () => this.exportWith(exportPng),
+      onCsv: () => this.exportWith(exportCsv),
+    });
+    this.element = this.frame.element;
+  }
+
+  /**
+   * Adds a step slider as the footer: a pick loads its step and tells the
+   * page (linked sliders).
+   */
+  addSlider(ariaLabel) {
+    this.slider = new StepSlider(ariaLabel, {
+      // Invalidate what is in flight now: it is for a step the user left.
+      onMove: () => {
+        this.token += 1;
+      },
+      onPick: (step) => {
+        this.load(step);
+        if (this.hooks.onPick) this.hooks.onPick(this, step);
+      },
+    });
+    this.frame.setFooter(this.slider.element);
+  }
+
+  /** Loads the first time the card becomes visible. */
+  activate() {
+    if (!this.loaded && !this.disposed) {
+      this.loaded = true;
+      this.load(this.firstStep());
+    }
+  }
+
+  /** The step of the first load: undefined, the latest. */
+  firstStep() {
+    return undefined;
+  }
+
+  /**
+   * Starts a request: a new token, what is in flight aborted, the loading
+   * state shown.
+   * @param {number} count fetches in this request (one abort signal each)
+   * @returns {{token: number, signals: AbortSignal[]}}
+   */
+  begin(count) {
+    const token = ++this.token;
+    this.controllers.forEach((c) => c.abort());
+    this.controllers = Array.from({ length: count }, () => new AbortController());
+    this.frame.setState('loading', this.view ? '' : 'Loading…');
+    return { token, signals: this.controllers.map((c) => c.signal) };
+  }
+
+  /** Whether a response to the request of `token` is to be dropped. */
+  isStale(token) {
+    return token !== this.token || this.disposed;
+  }
+
+  /**
+   * One fetch, shown unless it is stale; a failure is the card's error
+   * state and is reported under `label`.
+   * @param {function(AbortSignal): Promise<Object>} fetcher
+   * @param {string} label
+   */
+  async fetchAndShow(fetcher, label) {
+    const { token, signals } = this.begin(1);
+    let response;
+    try {
+      response = await fetcher(signals[0]);
+    } catch (err) {
+      if (this.isStale(token)) return;
+      this.frame.setState('error', err.message || String(err));
+      reportError(label, err);
+      return;
+    }
+    if (this.isStale(token)) return;
+    this.show(response);
+  }
+
+  /**
+   * Moves to the logged step nearest `value` (linked sliders). Before the
+   * first response the steps are unknown: the step is kept for then.
+   */
+  followStep(value) {
+    if (this.disposed) return;
+    if (!this.loaded || !this.hasData()) {
+      this.pendingStep = value;
+      return;
+    }
+    const target = this.slider.show(value);
+    if (target === undefined || target === Number(this.element.dataset.step)) return;
+    this.slider.cancel();
+    this.load(target);
+  }
+
+  /** Redraws at the current size (window resize, devicePixelRatio change). */
+  redraw() {
+    if (this.view && this.frame.state === 'ready') this.view.redraw();
+  }
+
+  /** The view's part of exportParts() (nothing drawn in the error state). */
+  viewParts() {
+    return this.view && this.frame.state !== 'error' ? this.view.exportParts() : { canvases: [] };
+  }
+
+  csvSources() {
+    return (this.runs || [this.run]).map((run) => ({ run, tag: this.tag }));
+  }
+
+  async exportWith(fn) {
+    try {
+      await fn(this);
+    } catch (err) {
+      reportError(`export of ${this.label}`, err);
+    }
+  }
+
+  /** Drops the card: pending responses are ignored from now on. */
+  dispose() {
+    this.disposed = true;
+    this.token += 1;
+    if (this.slider) this.slider.cancel();
+    this.controllers.forEach((c) => c.abort());
+    this.frame.dispose();
   }
 }

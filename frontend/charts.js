@@ -453,6 +453,20 @@ export function labelStride(n, band, minSpacing = 14) {
   return Math.max(1, Math.ceil(minSpacing / band));
 }
 
+/** Bounds of the room below a bar plot for its labels (CSS px). */
+export const BAR_LABEL_ROOM = Object.freeze({ min: 18, max: 84 });
+
+/**
+ * Room below a bar plot for labels written at 45 degrees: the longest
+ * one's drop plus a gap, within BAR_LABEL_ROOM (longer ones are cut).
+ * @param {number[]} widths label widths (px)
+ * @returns {number}
+ */
+export function slantedLabelRoom(widths) {
+  const longest = Math.max(0, ...widths);
+  return Math.min(BAR_LABEL_ROOM.max, Math.max(BAR_LABEL_ROOM.min, longest * Math.SQRT1_2 + 12));
+}
+
 // ---------------------------------------------------------------- scatter --
 
 /**

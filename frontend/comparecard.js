@@ -9,61 +9,36 @@
  */
 
 import { reportError } from './banner.js';
-import { CardFrame } from './cardframe.js';
+import { CardBase } from './cardframe.js';
 import { countNonFinite, nearestStep } from './charts.js';
-import { exportCsv, exportPng } from './export.js';
 import { fetchData } from './model.js';
 import { alignSteps, unionSteps } from './series.js';
-import { StepSlider } from './slider.js';
 import { formatSummary, stepSummary } from './stats.js';
 import { COMPARE_VIEWS } from './views/compare.js';
 
-export class CompareCard {
+export class CompareCard extends CardBase {
   /**
    * @param {{kind: string, tag: string, runs: string[]}} spec from plan.js
    * @param {{runColors: Object<string, string>, diff: function(): (string[]|null),
    *   onPick?: function(CompareCard, number): void}} hooks
    */
   constructor(spec, hooks) {
-    this.kind = spec.kind;
-    this.tag = spec.tag;
+    super({
+      kind: spec.kind, tag: spec.tag, runs: spec.runs, runColors: hooks.runColors, view: 'compare',
+    }, spec.tag, hooks);
     this.runs = spec.runs;
     this.absent = spec.absent || [];
-    this.hooks = hooks;
-    this.token = 0;
-    this.controllers = [];
-    this.loaded = false;
-    this.disposed = false;
-    this.pendingStep = undefined;
     this.stepsByRun = {};
     this.datasets = null;
-    this.view = null;
-    this.frame = new CardFrame({
-      kind: this.kind, tag: this.tag, runs: this.runs, runColors: hooks.runColors, view: 'compare',
-      onRetry: () => this.load(this.lastValue),
-      onPng: () => this.exportWith(exportPng),
-      onCsv: () => this.exportWith(exportCsv),
-    });
-    this.slider = new StepSlider(`step of ${this.tag} (${this.runs.join(', ')})`, {
-      onMove: () => {
-        this.token += 1;
-      },
-      onPick: (step) => {
-        this.load(step);
-        if (this.hooks.onPick) this.hooks.onPick(this, step);
-      },
-    });
-    this.frame.setFooter(this.slider.element);
-    this.element = this.frame.element;
+    this.addSlider(`step of ${this.tag} (${this.runs.join(', ')})`);
     this.element.classList.add('is-wide');
   }
 
-  activate() {
-    if (!this.loaded && !this.disposed) {
-      this.loaded = true;
-      this.load(this.pendingStep);
-      this.pendingStep = undefined;
-    }
+  /** A linked step that came before the card was visible: load it aligned. */
+  firstStep() {
+    const step = this.pendingStep;
+    this.pendingStep = undefined;
+    return step;
   }
 
   /**
@@ -71,19 +46,16 @@ export class CompareCard {
    * undefined or before its steps are known).
    */
   async load(value) {
-    const token = ++this.token;
-    this.lastValue = value;
-    this.controllers.forEach((c) => c.abort());
-    this.controllers = this.runs.map(() => new AbortController());
-    this.frame.setState('loading', this.view ? '' : 'Loading…');
+    this.lastStep = value;
+    const { token, signals } = this.begin(this.runs.length);
     const steps = value === undefined ? {} : alignSteps(this.stepsByRun, value);
     // A linked step that arrived before this card knew its runs' steps:
     // load the latest first, then once more at the aligned steps.
     const unknown = value !== undefined && this.runs.some((run) => !this.stepsByRun[run]);
     const results = await Promise.allSettled(this.runs.map((run, i) => fetchData(
-      run, this.tag, steps[run], { signal: this.controllers[i].signal },
+      run, this.tag, steps[run], { signal: signals[i] },
     )));
-    if (token !== this.token || this.disposed) return;
+    if (this.isStale(token)) return;
     const failures = [];
     const datasets = results.map((r, i) => {
       const run = this.runs[i];
@@ -138,20 +110,8 @@ export class CompareCard {
     }
   }
 
-  followStep(value) {
-    if (this.disposed) return;
-    if (!this.loaded || !this.datasets) {
-      this.pendingStep = value;
-      return;
-    }
-    const target = this.slider.show(value);
-    if (target === undefined || String(target) === this.element.dataset.step) return;
-    this.slider.cancel();
-    this.load(target);
-  }
-
-  redraw() {
-    if (this.view && this.frame.state === 'ready') this.view.redraw();
+  hasData() {
+    return Boolean(this.datasets);
   }
 
   reload() {
@@ -160,34 +120,13 @@ export class CompareCard {
   }
 
   exportParts() {
-    const view = this.view && this.frame.state !== 'error' ? this.view.exportParts() : { canvases: [] };
     const step = this.datasets ? this.slider.value : undefined;
     return {
-      ...view,
+      ...this.viewParts(),
       title: this.tag,
       subtitle: `runs ${this.runs.join(', ')}${step !== undefined ? ` · step ${step}` : ''}`,
       fileParts: [this.tag, 'compare', ...this.runs],
       step,
     };
-  }
-
-  csvSources() {
-    return this.runs.map((run) => ({ run, tag: this.tag }));
-  }
-
-  async exportWith(fn) {
-    try {
-      await fn(this);
-    } catch (err) {
-      reportError(`export of ${this.tag}`, err);
-    }
-  }
-
-  dispose() {
-    this.disposed = true;
-    this.token += 1;
-    this.slider.cancel();
-    this.controllers.forEach((c) => c.abort());
-    this.frame.dispose();
   }
 }

@@ -137,6 +137,52 @@ export function createTooltip(host) {
 }
 
 /**
+ * The hover life cycle of a chart canvas. On a mouse move `hitAt(event)`
+ * names the item under the mouse (`none` for nothing, undefined while
+ * nothing is drawn); a change of item redraws (the view highlights
+ * `current`), and the tooltip shows `lines(item)` or hides. Leaving the
+ * canvas clears the highlight and hides the tooltip.
+ * @param {HTMLCanvasElement} canvas
+ * @param {{show: Function, hide: Function}} tooltip
+ * @param {{hitAt: function(MouseEvent): *, lines: function(*): Array,
+ *   redraw: function(): void, none?: *, same?: function(*, *): boolean}} spec
+ *   none: the "no item" value (-1); same: whether two items highlight the
+ *   same thing (===)
+ * @returns {{current: *, set: function(*): void, clear: function(): void}}
+ *   set: highlight an item (a legend may point at one too), redraws on a
+ *   change; clear: forget the highlight without redrawing
+ */
+export function trackHover(canvas, tooltip, { hitAt, lines, redraw, none = -1, same = (a, b) => a === b }) {
+  let current = none;
+  const hover = {
+    get current() {
+      return current;
+    },
+    set(item) {
+      if (same(item, current)) return;
+      current = item;
+      redraw();
+    },
+    clear() {
+      current = none;
+    },
+  };
+  canvas.addEventListener('mousemove', (event) => {
+    const item = hitAt(event);
+    if (item === undefined) return;
+    hover.set(item);
+    if (item === none) tooltip.hide();
+    else tooltip.show(event, lines(item));
+  });
+  canvas.addEventListener('mouseleave', () => {
+    current = none;
+    tooltip.hide();
+    redraw();
+  });
+  return hover;
+}
+
+/**
  * Calls `fn` once `ms` after the last call; `.flush()` runs a pending call
  * now and `.cancel()` drops it.
  * @param {Function} fn

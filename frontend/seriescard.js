@@ -7,63 +7,28 @@
  * DOM hooks: `.card[data-view="overtime"]`, `.series-info` (step range).
  */
 
-import { reportError } from './banner.js';
-import { CardFrame } from './cardframe.js';
+import { CardBase } from './cardframe.js';
 import { countNonFinite } from './charts.js';
 import { el } from './dom.js';
-import { exportCsv, exportPng } from './export.js';
 import { fetchSeries } from './model.js';
 import { formatSummary, stepSummary } from './stats.js';
 import { createLayerStepsView, createStackedView } from './views/overtime.js';
 
 const SERIES_VIEWS = { bars: createLayerStepsView, pie: createStackedView };
 
-export class SeriesCard {
+export class SeriesCard extends CardBase {
   constructor(run, tag, meta) {
+    super({ kind: meta.kind, tag, run, view: 'overtime' }, `${run} · ${tag}`);
     this.run = run;
-    this.tag = tag;
-    this.kind = meta.kind;
-    this.token = 0;
-    this.controller = null;
-    this.loaded = false;
-    this.disposed = false;
-    this.view = null;
     this.series = null;
-    this.frame = new CardFrame({
-      kind: this.kind, tag, run, view: 'overtime',
-      onRetry: () => this.load(),
-      onPng: () => this.exportWith(exportPng),
-      onCsv: () => this.exportWith(exportCsv),
-    });
     this.info = el('footer', { class: 'card-footer series-info' });
     this.frame.setFooter(this.info);
-    this.element = this.frame.element;
   }
 
-  activate() {
-    if (!this.loaded && !this.disposed) {
-      this.loaded = true;
-      this.load();
-    }
-  }
-
-  async load() {
-    const token = ++this.token;
-    if (this.controller) this.controller.abort();
-    const controller = new AbortController();
-    this.controller = controller;
-    this.frame.setState('loading', this.view ? '' : 'Loading…');
-    let series;
-    try {
-      series = await fetchSeries(this.run, this.tag, { signal: controller.signal });
-    } catch (err) {
-      if (token !== this.token || this.disposed) return;
-      this.frame.setState('error', err.message || String(err));
-      reportError(`${this.run} · ${this.tag} (over time)`, err);
-      return;
-    }
-    if (token !== this.token || this.disposed) return;
-    this.show(series);
+  /** Fetches every step (there is no step to pick) and shows them. */
+  load() {
+    const fetcher = (signal) => fetchSeries(this.run, this.tag, { signal });
+    return this.fetchAndShow(fetcher, `${this.label} (over time)`);
   }
 
   show(series) {
@@ -93,10 +58,6 @@ export class SeriesCard {
     }
   }
 
-  redraw() {
-    if (this.view && this.frame.state === 'ready') this.view.redraw();
-  }
-
   reload() {
     if (this.loaded) this.load();
   }
@@ -105,31 +66,11 @@ export class SeriesCard {
   followStep() {}
 
   exportParts() {
-    const view = this.view && this.frame.state !== 'error' ? this.view.exportParts() : { canvases: [] };
     return {
-      ...view,
+      ...this.viewParts(),
       title: `${this.tag} over time`,
       subtitle: `run ${this.run} · ${this.info.textContent}`,
       fileParts: [this.run, this.tag, 'over_time'],
     };
-  }
-
-  csvSources() {
-    return [{ run: this.run, tag: this.tag }];
-  }
-
-  async exportWith(fn) {
-    try {
-      await fn(this);
-    } catch (err) {
-      reportError(`export of ${this.run} · ${this.tag}`, err);
-    }
-  }
-
-  dispose() {
-    this.disposed = true;
-    this.token += 1;
-    if (this.controller) this.controller.abort();
-    this.frame.dispose();
   }
 }

@@ -9,17 +9,18 @@
  */
 
 import {
-  barHit, barLayout, formatValue, labelFor, labelStride, NONFINITE_COLOR,
+  BAR_LABEL_ROOM, barHit, barLayout, formatValue, labelFor, labelStride, NONFINITE_COLOR, slantedLabelRoom,
 } from '../charts.js';
-import { CANVAS_FONT, el, fitText, setupCanvas } from '../dom.js';
+import { CANVAS_FONT, el, setupCanvas, trackHover } from '../dom.js';
 import { SORT_MODES, sortOrder } from '../stats.js';
+import {
+  drawBarAxis, drawHoverBand, drawSlantedLabels, styleLabel,
+} from './axes.js';
 import { createSwatchLegend } from './legend.js';
 
 const HEIGHT = 270;
 const BAR_COLOR = '#1976d2';
 const MARGIN = { left: 46, right: 8, top: 14 };
-// Bottom margin bounds: labels shorter than the maximum take less room.
-const LABEL_ROOM = { min: 18, max: 84 };
 
 /**
  * Mounts a bar chart in `container`.
@@ -49,14 +50,13 @@ export function createBarsView(container, tooltip) {
   let statNames = [];
   let layout = null;
   let box = null;
-  let hover = -1;
 
   toggle.addEventListener('change', () => {
-    hover = -1;
+    hover.clear();
     draw();
   });
   sort.addEventListener('change', () => {
-    hover = -1;
+    hover.clear();
     arrange();
     draw();
   });
@@ -87,11 +87,8 @@ export function createBarsView(container, tooltip) {
     };
     const values = rows.map((r) => r[0]);
     layout = barLayout(values, box, toggle.checked ? 'log' : 'linear');
-    drawGrid(ctx);
-    if (hover >= 0) {
-      ctx.fillStyle = 'rgba(0, 0, 0, 0.06)';
-      ctx.fillRect(box.x + hover * layout.band, box.y, layout.band, box.height);
-    }
+    drawBarAxis(ctx, box, layout);
+    drawHoverBand(ctx, box, layout.band, hover.current);
     for (const bar of layout.bars) drawBar(ctx, bar);
     drawLabels(ctx, labelPlan);
   }
@@ -104,35 +101,10 @@ export function createBarsView(container, tooltip) {
     const names = order.map((i) => labelFor(labels, i, 'layer'));
     const widths = names.map((t) => ctx.measureText(t).width);
     if (widths.every((w) => w <= band - 6)) {
-      return { rotated: false, stride: 1, names, room: LABEL_ROOM.min };
+      return { rotated: false, stride: 1, names, room: BAR_LABEL_ROOM.min };
     }
-    const longest = Math.max(0, ...widths);
-    const room = Math.min(LABEL_ROOM.max, Math.max(LABEL_ROOM.min, longest * Math.SQRT1_2 + 12));
     // 16 px along the axis is 11 px between rotated baselines: no overlap.
-    return { rotated: true, stride: labelStride(n, band, 16), names, room };
-  }
-
-  function drawGrid(ctx) {
-    ctx.textAlign = 'right';
-    ctx.textBaseline = 'middle';
-    ctx.lineWidth = 1;
-    for (const t of layout.ticks) {
-      const y = Math.round(layout.toY(t)) + 0.5;
-      if (y < box.y - 1 || y > box.y + box.height + 1) continue;
-      ctx.strokeStyle = '#eeeeee';
-      ctx.beginPath();
-      ctx.moveTo(box.x, y);
-      ctx.lineTo(box.x + box.width, y);
-      ctx.stroke();
-      ctx.fillStyle = '#757575';
-      ctx.fillText(formatValue(t), box.x - 4, y);
-    }
-    ctx.strokeStyle = '#9e9e9e';
-    ctx.beginPath();
-    const base = Math.round(layout.baseline) + 0.5;
-    ctx.moveTo(box.x, base);
-    ctx.lineTo(box.x + box.width, base);
-    ctx.stroke();
+    return { rotated: true, stride: labelStride(n, band, 16), names, room: slantedLabelRoom(widths) };
   }
 
   function drawBar(ctx, bar) {
@@ -158,81 +130,34 @@ export function createBarsView(container, tooltip) {
     const s = Math.max(3, Math.min(6, bar.width / 2));
     const y = bar.value === -Infinity ? box.y + box.height - s - 2 : box.y + s + 12;
     ctx.fillStyle = NONFINITE_COLOR;
-    ctx.beginPath();
-    if (bar.value === Infinity) {
-      ctx.moveTo(cx, y - s);
-      ctx.lineTo(cx + s, y + s);
-      ctx.lineTo(cx - s, y + s);
-    } else if (bar.value === -Infinity) {
-      ctx.moveTo(cx, y + s);
-      ctx.lineTo(cx + s, y - s);
-      ctx.lineTo(cx - s, y - s);
-    } else {
-      ctx.moveTo(cx, y - s);
-      ctx.lineTo(cx + s, y);
-      ctx.lineTo(cx, y + s);
-      ctx.lineTo(cx - s, y);
-    }
-    ctx.closePath();
-    ctx.fill();
+    fillMarker(ctx, bar.value === Infinity ? 'up' : bar.value === -Infinity ? 'down' : 'diamond', cx, y, s);
     ctx.textAlign = 'center';
     ctx.textBaseline = 'bottom';
     ctx.font = `bold ${CANVAS_FONT}`;
-    ctx.fillText(formatValue(bar.value), cx, bar.value === -Infinity ? y - s - 1 : y - s - 1);
+    ctx.fillText(formatValue(bar.value), cx, y - s - 1);
     ctx.font = CANVAS_FONT;
   }
 
   function drawLabels(ctx, plan) {
-    const n = rows.length;
-    const top = box.y + box.height + 6;
-    ctx.fillStyle = '#424242';
     // Non-finite layers are named in bold red, like their marker.
-    const flag = (i) => {
-      const bad = !Number.isFinite(rows[i][0]);
-      ctx.fillStyle = bad ? NONFINITE_COLOR : '#424242';
-      ctx.font = bad ? `bold ${CANVAS_FONT}` : CANVAS_FONT;
-    };
-    if (!plan.rotated) {
-      ctx.textAlign = 'center';
-      ctx.textBaseline = 'top';
-      plan.names.forEach((name, i) => {
-        flag(i);
-        ctx.fillText(name, box.x + (i + 0.5) * layout.band, top);
+    const flagged = (i) => !Number.isFinite(rows[i][0]);
+    if (plan.rotated) {
+      drawSlantedLabels(ctx, {
+        box, band: layout.band, names: plan.names, stride: plan.stride, room: plan.room, flagged,
       });
-      ctx.font = CANVAS_FONT;
       return;
     }
-    ctx.textBaseline = 'middle';
-    // Labels run down-left at 45 degrees: long names fit without overlap.
-    // Each is cut to the room below the plot and left of its bar, so the
-    // first labels are not clipped by the canvas edge.
-    for (let i = 0; i < n; i += plan.stride) {
-      const x = box.x + (i + 0.5) * layout.band;
-      const room = Math.min(plan.room - 10, x - 2) / Math.SQRT1_2;
-      flag(i);
-      const name = fitText(ctx, plan.names[i], room);
-      ctx.save();
-      ctx.translate(x, top);
-      ctx.rotate(-Math.PI / 4);
-      ctx.textAlign = 'right';
-      ctx.fillText(name, 0, 0);
-      ctx.restore();
-    }
+    const top = box.y + box.height + 6;
+    ctx.textAlign = 'center';
+    ctx.textBaseline = 'top';
+    plan.names.forEach((name, i) => {
+      styleLabel(ctx, flagged(i));
+      ctx.fillText(name, box.x + (i + 0.5) * layout.band, top);
+    });
     ctx.font = CANVAS_FONT;
   }
 
-  canvas.addEventListener('mousemove', (event) => {
-    if (!layout || !box) return;
-    const inside = event.offsetY >= box.y;
-    const i = inside ? barHit(box, rows.length, event.offsetX) : -1;
-    if (i !== hover) {
-      hover = i;
-      draw();
-    }
-    if (i < 0) {
-      tooltip.hide();
-      return;
-    }
+  function tooltipLines(i) {
     const row = rows[i];
     const lines = [labelFor(labels, order[i], 'layer')];
     const names = statNames.length ? statNames : ['value'];
@@ -241,12 +166,16 @@ export function createBarsView(container, tooltip) {
       lines.push([names[k] ?? `stat ${k}`, formatValue(v), cls]);
     });
     if (layout.bars[i].kind === 'nonpositive') lines.push(['note', 'not drawn on a log scale (≤ 0)']);
-    tooltip.show(event, lines);
-  });
-  canvas.addEventListener('mouseleave', () => {
-    hover = -1;
-    tooltip.hide();
-    draw();
+    return lines;
+  }
+
+  const hover = trackHover(canvas, tooltip, {
+    hitAt: (event) => {
+      if (!layout || !box) return undefined;
+      return event.offsetY >= box.y ? barHit(box, rows.length, event.offsetX) : -1;
+    },
+    lines: tooltipLines,
+    redraw: draw,
   });
 
   return {
@@ -254,7 +183,7 @@ export function createBarsView(container, tooltip) {
       data = response.values.map((v) => (Array.isArray(v) ? v : [v]));
       labels = response.labels || [];
       statNames = response.stat_names || [];
-      hover = -1;
+      hover.clear();
       arrange();
       updateLegend();
       draw();
@@ -267,4 +196,33 @@ export function createBarsView(container, tooltip) {
         .filter(Boolean),
     }),
   };
+}
+
+/**
+ * A filled marker of half-size `s` centred on (cx, y), in the fill style
+ * set: a triangle pointing up or down, or a diamond.
+ * @param {CanvasRenderingContext2D} ctx
+ * @param {'up'|'down'|'diamond'} shape
+ * @param {number} cx
+ * @param {number} y
+ * @param {number} s
+ */
+export function fillMarker(ctx, shape, cx, y, s) {
+  ctx.beginPath();
+  if (shape === 'up') {
+    ctx.moveTo(cx, y - s);
+    ctx.lineTo(cx + s, y + s);
+    ctx.lineTo(cx - s, y + s);
+  } else if (shape === 'down') {
+    ctx.moveTo(cx, y + s);
+    ctx.lineTo(cx + s, y - s);
+    ctx.lineTo(cx - s, y - s);
+  } else {
+    ctx.moveTo(cx, y - s);
+    ctx.lineTo(cx + s, y);
+    ctx.lineTo(cx, y + s);
+    ctx.lineTo(cx - s, y);
+  }
+  ctx.closePath();
+  ctx.fill();
 }

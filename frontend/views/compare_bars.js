@@ -8,10 +8,14 @@
  * update(datasets): [{run, color, data: /data response | null}]
  */
 
-import { formatValue, labelFor, labelStride, NONFINITE_COLOR } from '../charts.js';
-import { CANVAS_FONT, el, fitText, setupCanvas } from '../dom.js';
+import {
+  formatValue, labelFor, labelStride, NONFINITE_COLOR, slantedLabelRoom,
+} from '../charts.js';
+import { CANVAS_FONT, el, setupCanvas, trackHover } from '../dom.js';
 import { groupedBarHit, groupedBarLayout } from '../grouped.js';
 import { unionLabels } from '../stats.js';
+import { drawBarAxis, drawHoverBand, drawSlantedLabels } from './axes.js';
+import { fillMarker } from './bars.js';
 import { createSwatchLegend } from './legend.js';
 
 const HEIGHT = 290;
@@ -31,10 +35,9 @@ export function createCompareBarsView(container, tooltip) {
   let matrix = []; // [run][layer]
   let layout = null;
   let box = null;
-  let hover = -1;
 
   toggle.addEventListener('change', () => {
-    hover = -1;
+    hover.clear();
     draw();
   });
 
@@ -70,40 +73,20 @@ export function createCompareBarsView(container, tooltip) {
     if (!sets.length) return;
     const { ctx, width, height } = setupCanvas(canvas, HEIGHT);
     ctx.font = CANVAS_FONT;
-    const longest = Math.max(0, ...layers.map((t) => ctx.measureText(t).width));
-    const room = Math.min(84, Math.max(18, longest * Math.SQRT1_2 + 12));
+    const room = slantedLabelRoom(layers.map((t) => ctx.measureText(t).width));
     box = { x: MARGIN.left, y: MARGIN.top, width: width - MARGIN.left - MARGIN.right, height: height - MARGIN.top - room };
     layout = groupedBarLayout(matrix, box, toggle.checked ? 'log' : 'linear');
-    drawGrid(ctx);
-    if (hover >= 0) {
-      ctx.fillStyle = 'rgba(0, 0, 0, 0.06)';
-      ctx.fillRect(box.x + hover * layout.band, box.y, layout.band, box.height);
-    }
+    drawBarAxis(ctx, box, layout);
+    drawHoverBand(ctx, box, layout.band, hover.current ? hover.current.layer : -1);
     for (const bar of layout.bars) drawBar(ctx, bar);
-    drawLabels(ctx, room);
-  }
-
-  function drawGrid(ctx) {
-    ctx.textAlign = 'right';
-    ctx.textBaseline = 'middle';
-    ctx.lineWidth = 1;
-    for (const t of layout.ticks) {
-      const y = Math.round(layout.toY(t)) + 0.5;
-      if (y < box.y - 1 || y > box.y + box.height + 1) continue;
-      ctx.strokeStyle = '#eeeeee';
-      ctx.beginPath();
-      ctx.moveTo(box.x, y);
-      ctx.lineTo(box.x + box.width, y);
-      ctx.stroke();
-      ctx.fillStyle = '#757575';
-      ctx.fillText(formatValue(t), box.x - 4, y);
-    }
-    ctx.strokeStyle = '#9e9e9e';
-    const base = Math.round(layout.baseline) + 0.5;
-    ctx.beginPath();
-    ctx.moveTo(box.x, base);
-    ctx.lineTo(box.x + box.width, base);
-    ctx.stroke();
+    drawSlantedLabels(ctx, {
+      box,
+      band: layout.band,
+      names: layers,
+      stride: labelStride(layers.length, layout.band, 16),
+      room,
+      flagged: flaggedLayer,
+    });
   }
 
   function drawBar(ctx, bar) {
@@ -123,66 +106,30 @@ export function createCompareBarsView(container, tooltip) {
       const s = Math.max(2.5, Math.min(5, bar.width / 2));
       const y = box.y + s + 2;
       ctx.fillStyle = NONFINITE_COLOR;
-      ctx.beginPath();
-      ctx.moveTo(cx, y - s);
-      ctx.lineTo(cx + s, y);
-      ctx.lineTo(cx, y + s);
-      ctx.lineTo(cx - s, y);
-      ctx.closePath();
-      ctx.fill();
+      fillMarker(ctx, 'diamond', cx, y, s);
     }
   }
 
-  function drawLabels(ctx, room) {
-    const top = box.y + box.height + 6;
-    const stride = labelStride(layers.length, layout.band, 16);
-    ctx.textBaseline = 'middle';
-    for (let i = 0; i < layers.length; i += stride) {
-      const flagged = flaggedLayer(i);
-      ctx.fillStyle = flagged ? NONFINITE_COLOR : '#424242';
-      ctx.font = flagged ? `bold ${CANVAS_FONT}` : CANVAS_FONT;
-      const x = box.x + (i + 0.5) * layout.band;
-      const name = fitText(ctx, layers[i], Math.min(room - 10, x - 2) / Math.SQRT1_2);
-      ctx.save();
-      ctx.translate(x, top);
-      ctx.rotate(-Math.PI / 4);
-      ctx.textAlign = 'right';
-      ctx.fillText(name, 0, 0);
-      ctx.restore();
-    }
-    ctx.font = CANVAS_FONT;
-  }
-
-  canvas.addEventListener('mousemove', (event) => {
-    if (!layout || !box) return;
-    const hit = event.offsetY >= box.y ? groupedBarHit(layout, box, event.offsetX) : null;
-    const layer = hit ? hit.layer : -1;
-    if (layer !== hover) {
-      hover = layer;
-      draw();
-    }
-    if (layer < 0) {
-      tooltip.hide();
-      return;
-    }
-    const lines = [layers[layer]];
-    sets.forEach(({ run }, r) => {
-      const v = matrix[r][layer];
+  // The highlight is the layer group under the mouse; the tooltip marks its run.
+  const hover = trackHover(canvas, tooltip, {
+    hitAt: (event) => {
+      if (!layout || !box) return undefined;
+      return event.offsetY >= box.y ? groupedBarHit(layout, box, event.offsetX) : null;
+    },
+    lines: (hit) => [layers[hit.layer], ...sets.map(({ run }, r) => {
+      const v = matrix[r][hit.layer];
       const text = v === null ? 'not in this run' : formatValue(v);
       const cls = typeof v === 'number' && !Number.isFinite(v) ? 'is-nonfinite' : r === hit.run ? 'is-current' : '';
-      lines.push([run, text, cls]);
-    });
-    tooltip.show(event, lines);
-  });
-  canvas.addEventListener('mouseleave', () => {
-    hover = -1;
-    tooltip.hide();
-    draw();
+      return [run, text, cls];
+    })],
+    redraw: draw,
+    none: null,
+    same: (a, b) => (a ? a.layer : -1) === (b ? b.layer : -1),
   });
 
   return {
     update(datasets) {
-      hover = -1;
+      hover.clear();
       build(datasets);
       draw();
     },

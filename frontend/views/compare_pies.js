@@ -10,8 +10,9 @@
 import {
   classColor, formatPercent, formatValue, labelFor, pieHit, pieSlices,
 } from '../charts.js';
-import { CANVAS_FONT, el, setupCanvas } from '../dom.js';
+import { el, trackHover } from '../dom.js';
 import { createSwatchLegend } from './legend.js';
+import { paintPie } from './pie.js';
 
 const SIZE = 170;
 
@@ -19,7 +20,7 @@ export function createComparePiesView(container, tooltip) {
   const panels = el('div', { class: 'compare-panels' });
   const legend = createSwatchLegend('pie-legend compare-legend');
   container.append(panels, legend.element);
-  let drawn = []; // per run: {canvas, pie, values, labels, geom, run}
+  let drawn = []; // per run: {canvas, pie, values, labels, geom, run, hover}
 
   function build(datasets) {
     drawn = [];
@@ -36,14 +37,21 @@ export function createComparePiesView(container, tooltip) {
       }
       const canvas = el('canvas', { class: 'chart-canvas pie-canvas', 'aria-label': `pie chart of ${run}` });
       const pie = pieSlices(data.values);
-      const entry = { canvas, pie, values: data.values, labels: data.labels || [], run, geom: null, hover: -1 };
-      drawn.push(entry);
-      canvas.addEventListener('mousemove', (event) => onHover(entry, event));
-      canvas.addEventListener('mouseleave', () => {
-        entry.hover = -1;
-        tooltip.hide();
-        drawPie(entry);
+      const entry = { canvas, pie, values: data.values, labels: data.labels || [], run, geom: null };
+      entry.hover = trackHover(canvas, tooltip, {
+        hitAt: (event) => {
+          const g = entry.geom;
+          return g ? pieHit(pie.slices, g.cx, g.cy, g.r, event.offsetX, event.offsetY) : undefined;
+        },
+        lines: (i) => [
+          labelFor(entry.labels, i),
+          ['run', run],
+          ['value', formatValue(entry.values[i])],
+          ['share', formatPercent(pie.percents[i])],
+        ],
+        redraw: () => drawPie(entry),
       });
+      drawn.push(entry);
       const bad = pie.invalid.length;
       return el('div', { class: 'compare-panel' }, [
         caption,
@@ -59,60 +67,7 @@ export function createComparePiesView(container, tooltip) {
   }
 
   function drawPie(entry) {
-    const { ctx, width, height } = setupCanvas(entry.canvas, SIZE);
-    const r = Math.min(width, height) / 2 - 8;
-    entry.geom = { cx: width / 2, cy: height / 2, r };
-    if (entry.pie.allZero) {
-      ctx.strokeStyle = '#bdbdbd';
-      ctx.setLineDash([4, 3]);
-      ctx.beginPath();
-      ctx.arc(entry.geom.cx, entry.geom.cy, r, 0, 2 * Math.PI);
-      ctx.stroke();
-      ctx.setLineDash([]);
-      ctx.fillStyle = '#757575';
-      ctx.font = CANVAS_FONT;
-      ctx.textAlign = 'center';
-      ctx.textBaseline = 'middle';
-      ctx.fillText(entry.pie.invalid.length ? 'no finite share' : 'all values are 0', entry.geom.cx, entry.geom.cy);
-      return;
-    }
-    for (const s of entry.pie.slices) {
-      const lift = s.index === entry.hover ? 4 : 0;
-      const mid = (s.start + s.end) / 2;
-      const ox = Math.cos(mid) * lift;
-      const oy = Math.sin(mid) * lift;
-      ctx.beginPath();
-      ctx.moveTo(entry.geom.cx + ox, entry.geom.cy + oy);
-      ctx.arc(entry.geom.cx + ox, entry.geom.cy + oy, r - (lift ? 0 : 2), s.start, s.end);
-      ctx.closePath();
-      ctx.fillStyle = classColor(s.index);
-      ctx.fill();
-      if (entry.pie.slices.length > 1) {
-        ctx.strokeStyle = '#ffffff';
-        ctx.lineWidth = 1;
-        ctx.stroke();
-      }
-    }
-  }
-
-  function onHover(entry, event) {
-    if (!entry.geom) return;
-    const { cx, cy, r } = entry.geom;
-    const i = pieHit(entry.pie.slices, cx, cy, r, event.offsetX, event.offsetY);
-    if (i !== entry.hover) {
-      entry.hover = i;
-      drawPie(entry);
-    }
-    if (i < 0) {
-      tooltip.hide();
-      return;
-    }
-    tooltip.show(event, [
-      labelFor(entry.labels, i),
-      ['run', entry.run],
-      ['value', formatValue(entry.values[i])],
-      ['share', formatPercent(entry.pie.percents[i])],
-    ]);
+    entry.geom = paintPie(entry.canvas, SIZE, entry.pie, entry.hover.current, 4);
   }
 
   const drawAll = () => drawn.forEach(drawPie);

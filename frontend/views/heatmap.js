@@ -9,7 +9,8 @@ import {
   describeShape, divergingColor, finiteExtent, formatValue, heatmapHit, heatmapLayout,
   NONFINITE_COLOR, rgbString, symmetricMax,
 } from '../charts.js';
-import { CANVAS_FONT, el, setupCanvas } from '../dom.js';
+import { CANVAS_FONT, el, setupCanvas, trackHover } from '../dom.js';
+import { gridImage } from './matrix.js';
 
 const HEIGHT = 250;
 // Room for row numbers on the left and column numbers below the grid.
@@ -45,28 +46,6 @@ export function createHeatmapView(container, tooltip) {
   let layout = null;
   let maxAbs = 0;
   let image = null; // one pixel per cell, scaled up when drawn
-  let hover = null;
-
-  function buildImage() {
-    const rows = grid.length;
-    const cols = rows ? grid[0].length : 0;
-    image = document.createElement('canvas');
-    image.width = Math.max(1, cols);
-    image.height = Math.max(1, rows);
-    const ictx = image.getContext('2d');
-    const pixels = ictx.createImageData(image.width, image.height);
-    for (let r = 0; r < rows; r++) {
-      for (let c = 0; c < cols; c++) {
-        const [R, G, B] = divergingColor(grid[r][c], maxAbs);
-        const o = (r * cols + c) * 4;
-        pixels.data[o] = R;
-        pixels.data[o + 1] = G;
-        pixels.data[o + 2] = B;
-        pixels.data[o + 3] = 255;
-      }
-    }
-    ictx.putImageData(pixels, 0, 0);
-  }
 
   function draw() {
     if (!grid) return;
@@ -92,11 +71,12 @@ export function createHeatmapView(container, tooltip) {
     ctx.lineWidth = 1;
     ctx.strokeRect(layout.x - 0.5, layout.y - 0.5, layout.width + 1, layout.height + 1);
     drawAxisLabels(ctx, rows, cols);
-    if (hover) {
+    const cell = hover.current;
+    if (cell) {
       ctx.strokeStyle = '#212121';
       ctx.lineWidth = 2;
       ctx.strokeRect(
-        layout.x + hover.col * layout.cellW, layout.y + hover.row * layout.cellH,
+        layout.x + cell.col * layout.cellW, layout.y + cell.row * layout.cellH,
         layout.cellW, layout.cellH,
       );
     }
@@ -148,29 +128,19 @@ export function createHeatmapView(container, tooltip) {
     }
   }
 
-  canvas.addEventListener('mousemove', (event) => {
-    if (!layout) return;
-    const hit = heatmapHit(layout, event.offsetX, event.offsetY);
-    const same = hit && hover && hit.row === hover.row && hit.col === hover.col;
-    if (!same) {
-      hover = hit;
-      draw();
-    }
-    if (!hit) {
-      tooltip.hide();
-      return;
-    }
-    const v = grid[hit.row][hit.col];
-    tooltip.show(event, [
-      ['row', String(hit.row)],
-      ['column', String(hit.col)],
-      ['value', formatValue(v), Number.isFinite(v) ? '' : 'is-nonfinite'],
-    ]);
-  });
-  canvas.addEventListener('mouseleave', () => {
-    hover = null;
-    tooltip.hide();
-    draw();
+  const hover = trackHover(canvas, tooltip, {
+    hitAt: (event) => (layout ? heatmapHit(layout, event.offsetX, event.offsetY) : undefined),
+    lines: (hit) => {
+      const v = grid[hit.row][hit.col];
+      return [
+        ['row', String(hit.row)],
+        ['column', String(hit.col)],
+        ['value', formatValue(v), Number.isFinite(v) ? '' : 'is-nonfinite'],
+      ];
+    },
+    redraw: draw,
+    none: null,
+    same: (a, b) => a && b && a.row === b.row && a.col === b.col,
   });
 
   return {
@@ -187,8 +157,8 @@ export function createHeatmapView(container, tooltip) {
       legendMin.textContent = formatValue(ext.min);
       legendMax.textContent = formatValue(ext.max);
       nonfiniteKey.hidden = ext.count === grid.length * (grid[0]?.length ?? 0);
-      buildImage();
-      hover = null;
+      image = gridImage(grid, (v) => divergingColor(v, maxAbs));
+      hover.clear();
       draw();
     },
     redraw: draw,

@@ -11,8 +11,8 @@
 import { heatmapLayout, labelStride, NONFINITE_COLOR, truncateMiddle } from '../charts.js';
 import { textColorOn } from '../colors.js';
 import { CANVAS_FONT, el, setupCanvas } from '../dom.js';
+import { LABEL_COLOR, styleLabel } from './axes.js';
 
-const LABEL_COLOR = '#424242';
 const AXIS_TITLE_COLOR = '#757575';
 
 /**
@@ -44,27 +44,6 @@ export function createMatrixCanvas(options) {
   let layout = null;
   let hover = null;
   let hoverFn = null;
-
-  function buildImage() {
-    const rows = grid.length;
-    const cols = rows ? grid[0].length : 0;
-    image = document.createElement('canvas');
-    image.width = Math.max(1, cols);
-    image.height = Math.max(1, rows);
-    const ictx = image.getContext('2d');
-    const pixels = ictx.createImageData(image.width, image.height);
-    for (let r = 0; r < rows; r++) {
-      for (let c = 0; c < cols; c++) {
-        const [R, G, B] = colorOf(grid[r][c], r, c);
-        const o = (r * cols + c) * 4;
-        pixels.data[o] = R;
-        pixels.data[o + 1] = G;
-        pixels.data[o + 2] = B;
-        pixels.data[o + 3] = 255;
-      }
-    }
-    ictx.putImageData(pixels, 0, 0);
-  }
 
   // Column labels: horizontal when they fit, else rotated (every k-th).
   function planCols(ctx, cols, cellW) {
@@ -162,9 +141,7 @@ export function createMatrixCanvas(options) {
     const maxChars = Math.max(3, Math.floor((opts.left - 6) / 6));
     idx.forEach((i, k) => {
       if (k % stride) return;
-      const flagged = rowFlag(i);
-      ctx.fillStyle = flagged ? NONFINITE_COLOR : LABEL_COLOR;
-      ctx.font = flagged ? `bold ${CANVAS_FONT}` : CANVAS_FONT;
+      styleLabel(ctx, rowFlag(i));
       ctx.fillText(truncateMiddle(rowName(i), maxChars), layout.x - 4, layout.y + (i + 0.5) * layout.cellH);
     });
     ctx.font = CANVAS_FONT;
@@ -246,7 +223,7 @@ export function createMatrixCanvas(options) {
       colFlag = how.colFlag || (() => false);
       cellText = how.cellText || null;
       hover = null;
-      buildImage();
+      image = gridImage(grid, colorOf);
       draw();
     },
     draw,
@@ -255,6 +232,35 @@ export function createMatrixCanvas(options) {
       hoverFn = fn;
     },
   };
+}
+
+/**
+ * One pixel per cell in the cell's colour, to be drawn scaled up without
+ * smoothing (cell edges stay crisp and seam-free).
+ * @param {Array<Array<*>>} grid rows of cells
+ * @param {function(*, number, number): number[]} colorOf [r, g, b] of (value, row, col)
+ * @returns {HTMLCanvasElement}
+ */
+export function gridImage(grid, colorOf) {
+  const rows = grid.length;
+  const cols = rows ? grid[0].length : 0;
+  const image = document.createElement('canvas');
+  image.width = Math.max(1, cols);
+  image.height = Math.max(1, rows);
+  const ictx = image.getContext('2d');
+  const pixels = ictx.createImageData(image.width, image.height);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      const [R, G, B] = colorOf(grid[r][c], r, c);
+      const o = (r * cols + c) * 4;
+      pixels.data[o] = R;
+      pixels.data[o + 1] = G;
+      pixels.data[o + 2] = B;
+      pixels.data[o + 3] = 255;
+    }
+  }
+  ictx.putImageData(pixels, 0, 0);
+  return image;
 }
 
 // Which indices get a label: all, the two ends, or ~6 evenly spaced ticks.

@@ -16,8 +16,9 @@ import {
   classColor, formatPercent, formatValue, labelFor, linearTicks, NONFINITE_COLOR,
 } from '../charts.js';
 import { colorStops, sequentialColor, sequentialScale, viridisColor } from '../colors.js';
-import { CANVAS_FONT, el, setupCanvas } from '../dom.js';
+import { CANVAS_FONT, el, setupCanvas, trackHover } from '../dom.js';
 import { layerStepMatrix, stackedAreaLayout, stackedHit, stackedShares, stepScale } from '../series.js';
+import { drawValueGrid } from './axes.js';
 import { createColorbar, createSwatchLegend } from './legend.js';
 import { createMatrixCanvas } from './matrix.js';
 
@@ -129,7 +130,6 @@ export function createStackedView(container, tooltip) {
   let labels = [];
   let values = [];
   let box = null;
-  let hover = null;
 
   function draw() {
     if (!stacked) return;
@@ -143,9 +143,10 @@ export function createStackedView(container, tooltip) {
     ctx.font = CANVAS_FONT;
     drawAxes(ctx);
     const { bands, toX } = stackedAreaLayout(stacked, box);
+    const hit = hover.current;
     bands.forEach((segments, k) => {
       ctx.fillStyle = classColor(k);
-      ctx.globalAlpha = hover && hover.cls >= 0 && hover.cls !== k ? 0.55 : 1;
+      ctx.globalAlpha = hit && hit.cls >= 0 && hit.cls !== k ? 0.55 : 1;
       for (const seg of segments) {
         ctx.beginPath();
         if (seg.length === 1) {
@@ -182,8 +183,8 @@ export function createStackedView(container, tooltip) {
       ctx.closePath();
       ctx.fill();
     }
-    if (hover) {
-      const x = Math.round(toX(stacked.steps[hover.index])) + 0.5;
+    if (hit) {
+      const x = Math.round(toX(stacked.steps[hit.index])) + 0.5;
       ctx.strokeStyle = '#212121';
       ctx.lineWidth = 1;
       ctx.beginPath();
@@ -194,19 +195,9 @@ export function createStackedView(container, tooltip) {
   }
 
   function drawAxes(ctx) {
-    ctx.lineWidth = 1;
-    ctx.textAlign = 'right';
-    ctx.textBaseline = 'middle';
-    for (const p of [0, 25, 50, 75, 100]) {
-      const y = Math.round(box.y + box.height - (p / 100) * box.height) + 0.5;
-      ctx.strokeStyle = '#eeeeee';
-      ctx.beginPath();
-      ctx.moveTo(box.x, y);
-      ctx.lineTo(box.x + box.width, y);
-      ctx.stroke();
-      ctx.fillStyle = '#757575';
-      ctx.fillText(`${p}%`, box.x - 4, y);
-    }
+    drawValueGrid(ctx, box, [0, 25, 50, 75, 100], (p) => box.y + box.height - (p / 100) * box.height, {
+      label: (p) => `${p}%`,
+    });
     const steps = stacked.steps;
     const toX = stepScale(steps, box);
     ctx.textAlign = 'center';
@@ -218,18 +209,7 @@ export function createStackedView(container, tooltip) {
     ctx.fillText('step', box.x + box.width / 2, box.y + box.height + 19);
   }
 
-  canvas.addEventListener('mousemove', (event) => {
-    if (!stacked || !box) return;
-    const hit = stackedHit(stacked, box, event.offsetX, event.offsetY);
-    const same = hit && hover && hit.index === hover.index && hit.cls === hover.cls;
-    if (!same) {
-      hover = hit;
-      draw();
-    }
-    if (!hit) {
-      tooltip.hide();
-      return;
-    }
+  function tooltipLines(hit) {
     const step = stacked.steps[hit.index];
     const shares = stacked.shares[hit.index];
     const lines = [`step ${step}`];
@@ -243,12 +223,15 @@ export function createStackedView(container, tooltip) {
       const bad = !Number.isFinite(raw[k]);
       lines.push([labelFor(labels, k), text, bad ? 'is-nonfinite' : k === hit.cls ? 'is-current' : '']);
     }
-    tooltip.show(event, lines);
-  });
-  canvas.addEventListener('mouseleave', () => {
-    hover = null;
-    tooltip.hide();
-    draw();
+    return lines;
+  }
+
+  const hover = trackHover(canvas, tooltip, {
+    hitAt: (event) => (stacked && box ? stackedHit(stacked, box, event.offsetX, event.offsetY) : undefined),
+    lines: tooltipLines,
+    redraw: draw,
+    none: null,
+    same: (a, b) => a && b && a.index === b.index && a.cls === b.cls,
   });
 
   return {
@@ -256,7 +239,7 @@ export function createStackedView(container, tooltip) {
       stacked = stackedShares(series);
       labels = series.labels || [];
       values = series.values || [];
-      hover = null;
+      hover.clear();
       legend.set(Array.from({ length: stacked.classes }, (_, k) => ({ color: classColor(k), label: labelFor(labels, k) })));
       const bad = stacked.invalid;
       note.hidden = !bad.length;

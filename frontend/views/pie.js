@@ -7,7 +7,7 @@
 import {
   classColor, formatPercent, formatValue, labelFor, NONFINITE_COLOR, pieHit, pieSlices,
 } from '../charts.js';
-import { CANVAS_FONT, el, setupCanvas } from '../dom.js';
+import { CANVAS_FONT, el, setupCanvas, trackHover } from '../dom.js';
 
 const SIZE = 200;
 
@@ -26,46 +26,10 @@ export function createPieView(container, tooltip) {
   let labels = [];
   let pie = null;
   let geom = null;
-  let hover = -1;
   let legendItems = [];
 
   function draw() {
-    if (!pie) return;
-    const { ctx, width, height } = setupCanvas(canvas, SIZE);
-    const r = Math.min(width, height) / 2 - 8;
-    geom = { cx: width / 2, cy: height / 2, r };
-    if (pie.allZero) {
-      ctx.strokeStyle = '#bdbdbd';
-      ctx.setLineDash([4, 3]);
-      ctx.beginPath();
-      ctx.arc(geom.cx, geom.cy, r, 0, 2 * Math.PI);
-      ctx.stroke();
-      ctx.setLineDash([]);
-      ctx.fillStyle = '#757575';
-      ctx.font = CANVAS_FONT;
-      ctx.textAlign = 'center';
-      ctx.textBaseline = 'middle';
-      ctx.fillText(pie.invalid.length ? 'no finite share' : 'all values are 0', geom.cx, geom.cy);
-      return;
-    }
-    for (const s of pie.slices) {
-      // The hovered slice moves out a little so it reads as selected.
-      const lift = s.index === hover ? 5 : 0;
-      const mid = (s.start + s.end) / 2;
-      const ox = Math.cos(mid) * lift;
-      const oy = Math.sin(mid) * lift;
-      ctx.beginPath();
-      ctx.moveTo(geom.cx + ox, geom.cy + oy);
-      ctx.arc(geom.cx + ox, geom.cy + oy, r - (lift ? 0 : 2), s.start, s.end);
-      ctx.closePath();
-      ctx.fillStyle = classColor(s.index);
-      ctx.fill();
-      if (pie.slices.length > 1) {
-        ctx.strokeStyle = '#ffffff';
-        ctx.lineWidth = 1;
-        ctx.stroke();
-      }
-    }
+    if (pie) geom = paintPie(canvas, SIZE, pie, hover.current, 5);
   }
 
   function buildLegend() {
@@ -80,38 +44,28 @@ export function createPieView(container, tooltip) {
         el('span', { class: 'legend-name', text: labelFor(labels, i) }),
         el('span', { class: 'legend-value', text: bad ? formatValue(v) : formatPercent(pie.percents[i]) }),
       ]);
-      item.addEventListener('mouseenter', () => setHover(i));
-      item.addEventListener('mouseleave', () => setHover(-1));
+      item.addEventListener('mouseenter', () => hover.set(i));
+      item.addEventListener('mouseleave', () => hover.set(-1));
       return item;
     });
     legend.replaceChildren(...legendItems);
   }
 
-  function setHover(index) {
-    if (index === hover) return;
-    if (hover >= 0 && legendItems[hover]) legendItems[hover].classList.remove('is-hover');
-    hover = index;
-    if (hover >= 0 && legendItems[hover]) legendItems[hover].classList.add('is-hover');
-    draw();
-  }
-
-  canvas.addEventListener('mousemove', (event) => {
-    if (!geom || !pie) return;
-    const i = pieHit(pie.slices, geom.cx, geom.cy, geom.r, event.offsetX, event.offsetY);
-    setHover(i);
-    if (i < 0) {
-      tooltip.hide();
-      return;
-    }
-    tooltip.show(event, [
+  // Slice and legend entry light up together, from either side.
+  const hover = trackHover(canvas, tooltip, {
+    hitAt: (event) => {
+      if (!geom || !pie) return undefined;
+      return pieHit(pie.slices, geom.cx, geom.cy, geom.r, event.offsetX, event.offsetY);
+    },
+    lines: (i) => [
       labelFor(labels, i),
       ['value', formatValue(values[i])],
       ['share', formatPercent(pie.percents[i])],
-    ]);
-  });
-  canvas.addEventListener('mouseleave', () => {
-    setHover(-1);
-    tooltip.hide();
+    ],
+    redraw: () => {
+      legendItems.forEach((item, i) => item.classList.toggle('is-hover', i === hover.current));
+      draw();
+    },
   });
 
   return {
@@ -119,7 +73,7 @@ export function createPieView(container, tooltip) {
       values = data.values;
       labels = data.labels || [];
       pie = pieSlices(values);
-      hover = -1;
+      hover.clear();
       buildLegend();
       draw();
     },
@@ -136,4 +90,53 @@ export function createPieView(container, tooltip) {
       }),
     }),
   };
+}
+
+/**
+ * Draws `pie` (pieSlices) filling a square-ish canvas: the hovered slice
+ * moves out by `lift` px so it reads as selected; a pie without a share
+ * (all zero or none finite) is a dashed circle saying so.
+ * @param {HTMLCanvasElement} canvas
+ * @param {number} size canvas height (CSS px)
+ * @param {ReturnType<typeof pieSlices>} pie
+ * @param {number} hover index of the hovered class, or -1
+ * @param {number} lift
+ * @returns {{cx: number, cy: number, r: number}} the geometry, for pieHit
+ */
+export function paintPie(canvas, size, pie, hover, lift) {
+  const { ctx, width, height } = setupCanvas(canvas, size);
+  const r = Math.min(width, height) / 2 - 8;
+  const geom = { cx: width / 2, cy: height / 2, r };
+  if (pie.allZero) {
+    ctx.strokeStyle = '#bdbdbd';
+    ctx.setLineDash([4, 3]);
+    ctx.beginPath();
+    ctx.arc(geom.cx, geom.cy, r, 0, 2 * Math.PI);
+    ctx.stroke();
+    ctx.setLineDash([]);
+    ctx.fillStyle = '#757575';
+    ctx.font = CANVAS_FONT;
+    ctx.textAlign = 'center';
+    ctx.textBaseline = 'middle';
+    ctx.fillText(pie.invalid.length ? 'no finite share' : 'all values are 0', geom.cx, geom.cy);
+    return geom;
+  }
+  for (const s of pie.slices) {
+    const out = s.index === hover ? lift : 0;
+    const mid = (s.start + s.end) / 2;
+    const ox = Math.cos(mid) * out;
+    const oy = Math.sin(mid) * out;
+    ctx.beginPath();
+    ctx.moveTo(geom.cx + ox, geom.cy + oy);
+    ctx.arc(geom.cx + ox, geom.cy + oy, r - (out ? 0 : 2), s.start, s.end);
+    ctx.closePath();
+    ctx.fillStyle = classColor(s.index);
+    ctx.fill();
+    if (pie.slices.length > 1) {
+      ctx.strokeStyle = '#ffffff';
+      ctx.lineWidth = 1;
+      ctx.stroke();
+    }
+  }
+  return geom;
 }

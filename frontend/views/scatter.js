@@ -7,7 +7,8 @@
 import {
   classColor, formatValue, labelFor, linearTicks, nearestPoint, scatterLayout,
 } from '../charts.js';
-import { CANVAS_FONT, el, setupCanvas } from '../dom.js';
+import { CANVAS_FONT, el, setupCanvas, trackHover } from '../dom.js';
+import { drawValueGrid } from './axes.js';
 
 const HEIGHT = 260;
 const MARGIN = { left: 42, right: 8, top: 6, bottom: 20 };
@@ -28,7 +29,6 @@ export function createScatterView(container, tooltip) {
   let rows = [];
   let labels = [];
   let layout = null;
-  let hover = -1;
 
   function draw() {
     if (!rows.length && !layout) return;
@@ -50,8 +50,8 @@ export function createScatterView(container, tooltip) {
       ctx.fill();
       ctx.stroke();
     }
-    if (hover >= 0 && layout.points[hover]) {
-      const p = layout.points[hover];
+    if (hover.current >= 0 && layout.points[hover.current]) {
+      const p = layout.points[hover.current];
       ctx.beginPath();
       ctx.arc(p.px, p.py, RADIUS + 3, 0, 2 * Math.PI);
       ctx.strokeStyle = '#212121';
@@ -78,18 +78,9 @@ export function createScatterView(container, tooltip) {
       ctx.stroke();
       ctx.fillText(formatValue(t), x, box.y + box.height + 4);
     }
-    ctx.textAlign = 'right';
-    ctx.textBaseline = 'middle';
-    for (const t of linearTicks(layout.yDomain[0], layout.yDomain[1], 4)) {
-      const y = Math.round(layout.toPy(t)) + 0.5;
-      if (y < box.y || y > box.y + box.height) continue;
-      ctx.strokeStyle = '#f0f0f0';
-      ctx.beginPath();
-      ctx.moveTo(box.x, y);
-      ctx.lineTo(box.x + box.width, y);
-      ctx.stroke();
-      ctx.fillText(formatValue(t), box.x - 4, y);
-    }
+    drawValueGrid(ctx, box, linearTicks(layout.yDomain[0], layout.yDomain[1], 4), layout.toPy, {
+      color: '#f0f0f0', slack: 0,
+    });
   }
 
   function buildLegend() {
@@ -121,37 +112,26 @@ export function createScatterView(container, tooltip) {
     }
   }
 
-  canvas.addEventListener('mousemove', (event) => {
-    if (!layout) return;
-    const i = nearestPoint(layout.points, event.offsetX, event.offsetY, 10);
-    if (i !== hover) {
-      hover = i;
-      draw();
-    }
-    if (i < 0) {
-      tooltip.hide();
-      return;
-    }
-    const p = layout.points[i];
-    tooltip.show(event, [
-      labelFor(labels, p.cls),
-      ['x', formatValue(p.x)],
-      ['y', formatValue(p.y)],
-      ['class', p.cls >= 0 ? `${labelFor(labels, p.cls)} (${p.cls})` : 'none'],
-      ['point', `#${p.index}`],
-    ]);
-  });
-  canvas.addEventListener('mouseleave', () => {
-    hover = -1;
-    tooltip.hide();
-    draw();
+  const hover = trackHover(canvas, tooltip, {
+    hitAt: (event) => (layout ? nearestPoint(layout.points, event.offsetX, event.offsetY, 10) : undefined),
+    lines: (i) => {
+      const p = layout.points[i];
+      return [
+        labelFor(labels, p.cls),
+        ['x', formatValue(p.x)],
+        ['y', formatValue(p.y)],
+        ['class', p.cls >= 0 ? `${labelFor(labels, p.cls)} (${p.cls})` : 'none'],
+        ['point', `#${p.index}`],
+      ];
+    },
+    redraw: draw,
   });
 
   return {
     update(data) {
       rows = data.values;
       labels = data.labels || [];
-      hover = -1;
+      hover.clear();
       draw();
       buildLegend();
       showNote();

@@ -3,10 +3,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import {
-  barHit, barLayout, CLASS_PALETTE, classColor, countNonFinite, describeShape, divergingColor,
-  finiteExtent, formatPercent, formatValue, heatmapHit, heatmapLayout, labelFor, labelStride,
-  linearTicks, logTicks, nearestPoint, niceDomain, nearestStep, NO_CLASS_COLOR, pieHit, pieSlices,
-  rgbString, scatterLayout, stepGranularity, symmetricMax, truncateMiddle,
+  BAR_LABEL_ROOM, barHit, barLayout, CLASS_PALETTE, classColor, countNonFinite, describeShape,
+  divergingColor, finiteExtent, formatPercent, formatValue, heatmapHit, heatmapLayout, labelFor,
+  labelStride, linearTicks, logTicks, nearestPoint, niceDomain, nearestStep, NO_CLASS_COLOR, pieHit,
+  pieSlices, rgbString, scatterLayout, slantedLabelRoom, stepGranularity, symmetricMax, truncateMiddle,
 } from '../../frontend/charts.js';
 
 const close = (a, b, eps = 1e-9) => assert.ok(Math.abs(a - b) <= eps, `${a} != ${b}`);
@@ -312,6 +312,14 @@ test('labelStride thins labels on crowded axes', () => {
   assert.equal(labelStride(10, 30), 1);
   assert.equal(labelStride(100, 3), 5);
   assert.equal(labelStride(200, 1.5, 12), 8);
+});
+
+test('slantedLabelRoom fits the longest label at 45 degrees, within bounds', () => {
+  // 40 px at 45 degrees drops 40 * sqrt(1/2) = 28.28 px, plus a 12 px gap.
+  close(slantedLabelRoom([10, 40, 25]), 40 * Math.SQRT1_2 + 12);
+  assert.equal(slantedLabelRoom([]), BAR_LABEL_ROOM.min);
+  assert.equal(slantedLabelRoom([2]), BAR_LABEL_ROOM.min);
+  assert.equal(slantedLabelRoom([1000]), BAR_LABEL_ROOM.max);
 });
 
 // ------------------------------------------------------------- scatter --
