@@ -39,6 +39,8 @@ setup(
         "numpy",
         "tensorboard>=2.21,<2.22",
         "protobuf>=6.31.1,<8",
+        # C CRC-32C for event records (TensorBoard's fallback is pure Python).
+        "google-crc32c>=1.5",
     ],
     extras_require={
         # Integrations are optional: importing torch_visualization never

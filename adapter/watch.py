@@ -58,8 +58,8 @@ When things are measured, and why (the cost rules of DESIGN.md):
   reach training; `writer.flush()` and `writer.close()` drain it. Each
   logging step is ONE event; only a tag's first event carries metadata (all
   TensorBoard keeps), later values are spliced from cached serialised
-  prefixes, and the event file gets a numpy CRC (`crc32c.py`) instead of
-  TensorBoard's pure-Python one.
+  prefixes; the writer's record writer checksums with google-crc32c
+  (`event_records.py`) instead of TensorBoard's pure-Python CRC.
 
 `torch.compile`: hooks inside a compiled region do nothing
 (`torch.compiler.is_compiling()`), so compiled graphs gain no graph break
@@ -92,7 +92,8 @@ skips a logging step, or calls `remove()` alone, hangs the others):
   weight is never gathered).
 
 Ranks other than 0 stop after their share of the collectives: no copy to
-the host, no proto, no file. Without a process group (or with a world of
+the host, no proto, no file. Pass the optimizer: without one, gradients are
+read when the backward pass ends, possibly before DDP/FSDP has reduced them. Without a process group (or with a world of
 one) none of this runs: the single-process path is unchanged.
 """
 
@@ -111,7 +112,7 @@ import numpy as np
 import torch
 from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 
-from torch_visualization import crc32c, distributed, reduce, summary
+from torch_visualization import distributed, reduce, summary
 
 logger = logging.getLogger(__name__)
 
@@ -436,10 +437,9 @@ class _Worker:
         file_writer = self._writer._get_file_writer()
         if file_writer is not self._file_writer:
             # A new event file (after close() torch opens another) needs the
-            # metadata again; give it the fast CRC too.
+            # metadata again.
             self._file_writer = file_writer
             self._seen_tags = set()
-            crc32c.speed_up(file_writer)
         array = packet.buffer.numpy()
         values = _step_values(packet, array)
         if not np.isfinite(array).all():
@@ -768,7 +768,10 @@ class Watch:
             return
         names = self._plan.class_names
         if output.dim() != 2 or not output.is_floating_point() or output.shape[1] < 2:
-            if names:
+            # Once a [batch, classes] output was seen, other outputs are
+            # skipped, not fatal: under a DDP strategy Lightning calls
+            # training_step through the module's __call__ (hooks see the loss).
+            if names and self._class_width is None:
                 self._disable_classes("the model output has shape %s, not [batch, classes]"
                                       % list(output.shape))
             return
@@ -1126,6 +1129,9 @@ def watch(
             writer._watch_handles.append(handle)
         elif sync:
             handle._start(named, grad_named, activations, None)
+            if writer is not None:
+                # So that writer.close() removes the hooks here too.
+                writer._watch_handles.append(handle)
         _watched[model] = handle
         _watched[inner] = handle
     return handle

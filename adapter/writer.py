@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils import tensorboard as _torch_tensorboard
 
-from torch_visualization import metadata, reduce, summary
+from torch_visualization import event_records, metadata, reduce, summary
 
 
 def _to_numpy(tag, values):
@@ -37,92 +37,6 @@ def _to_numpy(tag, values):
         raise TypeError("%r: values are not numeric: %s" % (tag, e)) from None
     summary.check_numeric_dtype(tag, array.dtype)
     return array
-
-
-class _GuardedRecordWriter:
-    """Stands between TensorBoard's writer thread and the event file.
-
-    TensorBoard's writer thread dies on the first failed write (a full disk,
-    a vanished directory), prints a traceback, and re-raises the error in
-    whichever thread logs next: in the middle of training. Behind this guard
-    the thread never sees the error: the first failure is reported once as a
-    `RuntimeWarning` naming the file, every later record of this file is
-    dropped (a partial record may be on disk, so nothing is appended after
-    it) and counted, and `close()` reports the count: a loss, never silent.
-    """
-
-    def __init__(self, inner, path):
-        self._inner = inner
-        self._path = path
-        self._lock = threading.Lock()
-        self._failure = None
-        self.lost_records = 0
-
-    def _fail(self, error):
-        with self._lock:
-            if self._failure is not None:
-                return
-            self._failure = error
-        warnings.warn(
-            "torch_visualization: writing events to %s failed (%s: %s); training "
-            "continues, but further events of this writer are lost (counted at "
-            "close())" % (self._path, type(error).__name__, error),
-            RuntimeWarning,
-            stacklevel=2,
-        )
-
-    def write(self, data):
-        if self._failure is None:
-            try:
-                self._inner.write(data)
-                return
-            except Exception as e:  # noqa: BLE001 -- any write failure, see the class doc
-                self._fail(e)
-        with self._lock:
-            self.lost_records += 1
-
-    def flush(self):
-        if self._failure is None:
-            try:
-                self._inner.flush()
-            except Exception as e:  # noqa: BLE001
-                self._fail(e)
-
-    def close(self):
-        try:
-            self._inner.close()
-        except Exception as e:  # noqa: BLE001
-            self._fail(e)
-        if self._failure is not None:
-            warnings.warn(
-                "torch_visualization: %d event(s) were not written to %s after a "
-                "write failure (%s: %s)"
-                % (self.lost_records, self._path, type(self._failure).__name__, self._failure),
-                RuntimeWarning,
-                stacklevel=2,
-            )
-
-    @property
-    def closed(self):
-        return self._inner.closed
-
-
-def _guard_event_writer(event_writer):
-    """Puts a `_GuardedRecordWriter` under TensorBoard's `EventFileWriter`.
-
-    Reaches into TensorBoard's writer (pinned to 2.21 in setup.py): the
-    record writer is held by `_AsyncWriter._writer` and by its thread's
-    `_record_writer`; both must point at the guard.
-    tests/test_hardening_adapter.py fails if these names change.
-    """
-    async_writer = getattr(event_writer, "_async_writer", None)
-    worker = getattr(async_writer, "_worker", None)
-    record_writer = getattr(async_writer, "_writer", None)
-    if record_writer is None or worker is None or isinstance(record_writer, _GuardedRecordWriter):
-        return
-    guarded = _GuardedRecordWriter(record_writer, getattr(event_writer, "_file_name", "?"))
-    async_writer._writer = guarded
-    worker._record_writer = guarded
 
 
 class SummaryWriter(_torch_tensorboard.SummaryWriter):
@@ -155,7 +69,11 @@ class SummaryWriter(_torch_tensorboard.SummaryWriter):
         self._watch_handles = []
 
     def _get_file_writer(self):
-        """torch's lazily (re)created FileWriter, its writes guarded.
+        """torch's lazily (re)created FileWriter, with our record writer.
+
+        `event_records.GuardedRecordWriter` checksums with google-crc32c
+        (TensorBoard's pure-Python CRC costs milliseconds per heatmap) and
+        keeps write failures away from training.
 
         torch recreates the FileWriter after `close()`, so the guard is put in
         place here rather than once in `__init__` (which calls this too). The
@@ -163,7 +81,7 @@ class SummaryWriter(_torch_tensorboard.SummaryWriter):
         is an error at construction, as it should be.
         """
         file_writer = super()._get_file_writer()
-        _guard_event_writer(file_writer.event_writer)
+        event_records.install(file_writer.event_writer)
         return file_writer
 
     # -- the frozen-labels rule -------------------------------------------

@@ -35,7 +35,7 @@ from werkzeug.test import Client
 
 from conftest import http_get, make_wsgi_app, tensorboard_server
 from torch_visualization import SummaryWriter, read
-from torch_visualization.writer import _GuardedRecordWriter
+from torch_visualization.event_records import GuardedRecordWriter
 
 PREFIX = "/data/plugin/torch_visualization"
 
@@ -269,7 +269,7 @@ def test_any_writer_thread_exception_is_contained(tmp_path):
         def write(data):
             raise Boom("injected fault")
 
-        guard._inner.write = write
+        guard._writer.write = write  # the event file under the guard
 
     messages = _train_with_failing_disk(tmp_path, explode)
     assert sum("Boom: injected fault" in m for m in messages) == 2, messages  # failure + count
@@ -281,11 +281,11 @@ def test_guard_sits_under_every_file_writer(tmp_path):
     """Pins the TensorBoard internals the guard relies on (see writer.py)."""
     writer = SummaryWriter(str(tmp_path / "run"))
     async_writer = writer.file_writer.event_writer._async_writer
-    assert isinstance(async_writer._writer, _GuardedRecordWriter)
+    assert isinstance(async_writer._writer, GuardedRecordWriter)
     assert async_writer._worker._record_writer is async_writer._writer
     writer.close()
     writer.add_scalar("after_close", 1.0, 0)  # torch reopens a new file writer
-    assert isinstance(writer.file_writer.event_writer._async_writer._writer, _GuardedRecordWriter)
+    assert isinstance(writer.file_writer.event_writer._async_writer._writer, GuardedRecordWriter)
     writer.close()
     assert len(glob.glob(str(tmp_path / "run" / "events.out.tfevents.*"))) == 2
 

@@ -2,6 +2,7 @@
 
 import glob
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -16,9 +17,19 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")
-    # Build from a copy of the sources so the build leaves nothing in the repo.
+    # Build from a clean copy of the sources: building in the repository
+    # leaves build/ behind, whose stale modules would ship in later wheels.
+    source = tmp_path_factory.mktemp("source") / "src"
+    shutil.copytree(
+        REPO,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__",
+            ".pytest_cache", ".hypothesis", "node_modules", "runs",
+        ),
+    )
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(out), REPO],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(out), str(source)],
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -32,7 +43,10 @@ def test_wheel_contains_frontend_plugin_and_proto(wheel):
     assert frontend, "no frontend files in the repository"
     for path in frontend:
         assert "torch_visualization/" + path in names
-    for module in ("__init__.py", "writer.py", "summary.py", "plugin_data_pb2.py", "tb_plugin/plugin.py", "tb_plugin/loader.py"):
+    for module in (
+        "__init__.py", "writer.py", "summary.py", "watch.py", "event_records.py", "plugin_data_pb2.py",
+        "tb_plugin/plugin.py", "tb_plugin/loader.py", "integrations/lightning.py", "integrations/huggingface.py",
+    ):
         assert "torch_visualization/" + module in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()

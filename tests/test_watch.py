@@ -469,8 +469,9 @@ def test_ddp_only_rank_zero_does_logging_work(tmp_path):
     mp.spawn(_ddp_rank, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
     status = {rank: (tmp_path / ("rank%d.txt" % rank)).read_text() for rank in (0, 1)}
     assert status[0].startswith("True 2 ")
-    # Rank 1: no hooks at all, hence no step counting either.
-    assert status[1] == "False 0 (0, 0, 0)"
+    # Rank 1 keeps its hooks (the logging steps end in an all_reduce of the
+    # class and activation counts) and counts steps, but writes nothing.
+    assert status[1].startswith("True 2 ")
     data = read(str(tmp_path))
     assert "rank1" not in data
     got = data["rank0"]

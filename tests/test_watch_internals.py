@@ -1,4 +1,4 @@
-"""The pieces under watch(): the numpy CRC and the batched device reductions."""
+"""The pieces under watch(): the batched device reductions."""
 
 from __future__ import annotations
 
@@ -8,38 +8,8 @@ import random
 import numpy as np
 import pytest
 import torch
-from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as stock_masked
 
-from torch_visualization import SummaryWriter, crc32c, read, reduce
-
-
-@pytest.mark.parametrize(
-    "size",
-    [0, 1, 3, 4, 5, 8, 63, 64, 65, 255, 256, 257, 4096, 65535, 65536, 65537, 65539, 65540, 200001],
-)
-def test_crc_equals_tensorboards(size):
-    data = random.Random(size).randbytes(size)
-    assert crc32c.masked_crc32c(data) == stock_masked(data)
-
-
-def test_crc_of_known_vector():
-    # RFC 3720, B.4: 32 bytes of zeros.
-    assert crc32c.crc32c(bytes(32)) == 0x8A9136AA
-    assert crc32c.crc32c(b"123456789") == 0xE3069283
-
-
-def test_fast_crc_writes_files_tensorboard_reads(tmp_path):
-    writer = SummaryWriter(str(tmp_path / "run"))
-    assert crc32c.speed_up(writer._get_file_writer())
-    assert crc32c.speed_up(writer._get_file_writer())  # idempotent
-    writer.add_weight_heatmap("w", torch.randn(64, 64), 3)
-    writer.close()
-    series = read(str(tmp_path))["run"]["w"]
-    assert series.steps == [3]
-
-
-def test_speed_up_leaves_unknown_writers_alone():
-    assert crc32c.speed_up(object()) is False
+from torch_visualization import SummaryWriter, read, reduce
 
 
 SHAPES = [(512, 784), (100, 37), (512,), (8, 3, 3, 3), (130, 130), (10, 128), (3,), (70, 200)]
