@@ -411,6 +411,33 @@ def abs_sums_and_maxes(tensors, scratch=None):
         return [s.float() for s in sums], [m.float() for m in maxes]
 
 
+def gradient_stats(tensors, scratch=None):
+    """Sums of squares, |x| sums and |x| maxima of each tensor, in one pass
+    per tensor where it pays.
+
+    The same values as `squared_l2_norms(tensors)` and
+    `abs_sums_and_maxes(tensors, scratch)`. With a scratch buffer and CPU
+    float32 tensors, each tensor is visited once (absolute values, dot
+    product, sum and maximum back to back while it is in cache) instead of
+    once per statistic.
+
+    Returns:
+      `(squares, sums, maxes)`: three lists of 0-d float32 tensors.
+    """
+    if scratch is None or not _cpu_float32(tensors):
+        sums, maxes = abs_sums_and_maxes(tensors, scratch)
+        return squared_l2_norms(tensors), sums, maxes
+    squares, sums, maxes = [], [], []
+    with torch.no_grad():
+        for tensor in tensors:
+            flat = tensor if tensor.dim() == 1 else tensor.reshape(-1)
+            absolute = torch.abs(flat, out=scratch[: flat.numel()])
+            squares.append(torch.dot(flat, flat))
+            sums.append(absolute.sum())
+            maxes.append(absolute.max())
+    return squares, sums, maxes
+
+
 def nonzero_count(tensor):
     """Number of nonzero (NaN counts as nonzero) elements, as a 0-d tensor."""
     # bool().sum() is about twice as fast as count_nonzero on the CPU.

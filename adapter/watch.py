@@ -852,8 +852,8 @@ class Watch:
             return
         counts = nonfinite_host = None
         with torch.no_grad():
-            sums, maxes = reduce.abs_sums_and_maxes(grads, self._scratch(grads))
-            scalars = reduce.squared_l2_norms(grads) + sums + maxes
+            squares, sums, maxes = reduce.gradient_stats(grads, self._scratch(grads))
+            scalars = squares + sums + maxes
             devices = {grad.device for grad in grads}
             if devices == {torch.device("cpu")}:
                 # CPU results are already there (no sync to read them), so

@@ -48,6 +48,9 @@ def _bootstrap(rank, worker, port, args):
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
     try:
         worker(rank, *args)
+        # Tear down together: a rank that destroys its group (rank 0 hosts
+        # the store) while the other still talks to it can abort the other.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

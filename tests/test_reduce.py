@@ -147,3 +147,25 @@ def test_transposed_weights_pool_like_their_contiguous_copy():
     expected, _ = reduce.heatmap_grid("w", transposed.contiguous())
     assert reduction == "mean_pool" and tuple(grid.shape) == (64, 64)
     np.testing.assert_allclose(grid.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_gradient_stats_matches_the_separate_reductions():
+    torch.manual_seed(0)
+    tensors = [
+        torch.randn(37, 11),
+        torch.randn(5),
+        torch.randn(8, 6).t(),  # not contiguous
+        torch.tensor([1.0, float("nan"), -2.0]),
+        torch.tensor([[float("-inf"), 3.0]]),
+    ]
+    scratch = torch.empty(max(t.numel() for t in tensors))
+    expected = (
+        reduce.squared_l2_norms(tensors),
+        *reduce.abs_sums_and_maxes(tensors, scratch),
+    )
+    for got in (reduce.gradient_stats(tensors, scratch), reduce.gradient_stats(tensors)):
+        for got_list, want_list in zip(got, expected):
+            assert len(got_list) == len(want_list)
+            for value, want in zip(got_list, want_list):
+                assert value.dtype == torch.float32 and value.dim() == 0
+                torch.testing.assert_close(value, want, equal_nan=True)

@@ -456,6 +456,7 @@ def _ddp_rank(rank, port, logdir):
         writer.close()
         with open(os.path.join(logdir, "rank%d.txt" % rank), "w") as out:
             out.write("%s %d %s" % (active, handle.step, hooks))
+        dist.barrier()  # tear down together (see test_distributed._bootstrap)
     finally:
         dist.destroy_process_group()
 
