@@ -423,13 +423,7 @@ class _Worker:
 
     def _report(self):
         self._failures += 1
-        if self._failures == 1:
-            logger.exception("torch_visualization watch: writing a logging step failed")
-            warnings.warn(
-                "torch_visualization watch: writing a logging step failed (traceback "
-                "logged to %r); training goes on, later failures are not reported" % logger.name,
-                RuntimeWarning,
-            )
+        _report_first_failure(self._failures, "writing a logging step")
 
     def _write(self, packet):
         if packet.ready is not None:
@@ -459,6 +453,21 @@ class _Worker:
 
 
 # -- the training-thread side ------------------------------------------------
+
+
+def _report_first_failure(failures, what):
+    """Logs (with the current traceback) and warns for the first failure only.
+
+    Called from an `except` block; failures of logging never reach training,
+    but the user must hear of them once.
+    """
+    if failures == 1:
+        logger.exception("torch_visualization watch: %s failed", what)
+        warnings.warn(
+            "torch_visualization watch: %s failed (traceback logged to %r); training "
+            "goes on, later failures are not reported" % (what, logger.name),
+            RuntimeWarning,
+        )
 
 
 def _unwrap(model):
@@ -750,13 +759,7 @@ class Watch:
             function(*args)
         except Exception:  # noqa: BLE001
             self._failures += 1
-            if self._failures == 1:
-                logger.exception("torch_visualization watch: a logging step failed")
-                warnings.warn(
-                    "torch_visualization watch: a logging step failed (traceback logged "
-                    "to %r); training goes on, later failures are not reported" % logger.name,
-                    RuntimeWarning,
-                )
+            _report_first_failure(self._failures, "a logging step")
 
     # -- device work of a logging step ----------------------------------
 

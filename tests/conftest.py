@@ -83,6 +83,20 @@ def sample_logdir(tmp_path_factory):
     return str(logdir), expected
 
 
+@pytest.fixture(scope="session")
+def demo_runs(tmp_path_factory):
+    """The demo's two runs (3 epochs), trained once per test session.
+
+    Read-only: tests that add events copy it first.
+    """
+    logdir = tmp_path_factory.mktemp("demo") / "runs"
+    subprocess.run(
+        [sys.executable, os.path.join(REPO, "demo", "train.py"), "--logdir", str(logdir), "--epochs", "3"],
+        check=True, capture_output=True, timeout=300,
+    )
+    return logdir
+
+
 def make_tensorboard(logdir, *extra_flags):
     """TensorBoard's own WSGI app over `logdir` with the Python loader.
 

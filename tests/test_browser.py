@@ -8,29 +8,21 @@ cell and saves screenshots under the test's tmp dir.
 from __future__ import annotations
 
 import io
-import os
 import re
-import subprocess
-import sys
 import time
 
 import pytest
 from PIL import Image, ImageStat
 
 from browser import chromium, plugin_frame
-from conftest import REPO, tensorboard_server
+from conftest import tensorboard_server
 
 KINDS = ("heatmap", "pie", "bars", "scatter")
 
 
 @pytest.fixture(scope="module")
-def demo_logdir(tmp_path_factory):
-    logdir = tmp_path_factory.mktemp("demo") / "runs"
-    subprocess.run(
-        [sys.executable, os.path.join(REPO, "demo", "train.py"), "--logdir", str(logdir), "--epochs", "3"],
-        check=True, capture_output=True, timeout=300,
-    )
-    return logdir
+def demo_logdir(demo_runs):
+    return demo_runs
 
 
 def open_tab(page, server):

@@ -8,8 +8,6 @@ logged with the same model trained on the whole batch in this process.
 from __future__ import annotations
 
 import os
-import socket
-import contextlib
 
 import numpy as np
 import pytest
@@ -18,6 +16,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import watch_probes
+from conftest import free_port
 from torch_visualization import distributed, reduce
 
 WORLD = 2
@@ -29,15 +28,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _free_port():
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def spawn(worker, *args):
     """Runs `worker(rank, port, *args)` on 2 gloo ranks; raises if one fails."""
-    mp.spawn(_bootstrap, args=(worker, _free_port(), args), nprocs=WORLD, join=True)
+    mp.spawn(_bootstrap, args=(worker, free_port(), args), nprocs=WORLD, join=True)
 
 
 def _bootstrap(rank, worker, port, args):

@@ -8,9 +8,7 @@ Reference values come from the same training repeated without `watch`
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
 
 import numpy as np
 import pytest
@@ -18,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from conftest import free_port
 from torch_visualization import SummaryWriter, read, reduce
 
 CLASSES = ["a", "b", "c", "d"]
@@ -430,11 +429,6 @@ def test_compiled_model_keeps_working_without_graph_breaks(tmp_path):
 # -- DDP: rank 0 only ------------------------------------------------------------------
 
 
-def _free_port():
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _ddp_rank(rank, port, logdir):
     import torch.distributed as dist
@@ -467,7 +461,7 @@ def test_ddp_only_rank_zero_does_logging_work(tmp_path):
 
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("this torch build has no torch.distributed with gloo")
-    mp.spawn(_ddp_rank, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_ddp_rank, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
     status = {rank: (tmp_path / ("rank%d.txt" % rank)).read_text() for rank in (0, 1)}
     assert status[0].startswith("True 2 ")
     # Rank 1 keeps its hooks (the logging steps end in an all_reduce of the
