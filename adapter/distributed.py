@@ -171,8 +171,8 @@ def global_stats(tensors, stats=("norm",)):
     sums = torch.zeros(len(sum_rows), n, dtype=dtype, device=device)
     maxes = torch.zeros(1 if "max_abs" in stats else 0, n, dtype=dtype, device=device)
     # A DTensor's numel() is the global one; one host-to-device copy.
-    numels = torch.tensor(
-        [max(t.numel(), 1) if t is not None else 1 for t in tensors], dtype=dtype, device=device
+    numels = reduce.device_tensor(
+        [max(t.numel(), 1) if t is not None else 1 for t in tensors], device, dtype
     )
 
     locals_ = {i: _local(tensors[i]).detach() for i in present}
@@ -181,7 +181,7 @@ def global_stats(tensors, stats=("norm",)):
     nonempty = [i for i in present if locals_[i].numel() > 0]
     with torch.no_grad():
         if nonempty:
-            index = torch.tensor(nonempty, device=device)
+            index = reduce.device_tensor(nonempty, device)
             chunks = [locals_[i] for i in nonempty]
             if "sq" in sum_rows:
                 norms = torch.stack(torch._foreach_norm(chunks)).to(dtype)
@@ -208,7 +208,7 @@ def global_stats(tensors, stats=("norm",)):
                 if maxes.numel():
                     _all_reduce(maxes, key, dist.ReduceOp.MAX)
                 continue
-            index = torch.tensor(members, device=device)
+            index = reduce.device_tensor(members, device)
             part = sums.index_select(1, index)
             _all_reduce(part, key, dist.ReduceOp.SUM)
             sums.index_copy_(1, index, part)
@@ -304,9 +304,9 @@ def sum_step_counts(class_sum, class_samples, activations, modules, device=None)
         buffer[:width] = class_sum.to(dtype)
         buffer[width] = class_samples
     if activations:
-        index = torch.tensor([i for i, _, _ in activations], device=device)
+        index = reduce.device_tensor([i for i, _, _ in activations], device)
         counts = torch.stack([c.to(device=device, dtype=dtype) for _, c, _ in activations])
-        numels = torch.tensor([float(n) for _, _, n in activations], dtype=dtype, device=device)
+        numels = reduce.device_tensor([float(n) for _, _, n in activations], device, dtype)
         start = width + 1
         buffer[start:start + modules].index_add_(0, index, counts)
         buffer[start + modules:].index_add_(0, index, numels)

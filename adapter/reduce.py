@@ -144,9 +144,14 @@ def parameter_gradient_stats(named_parameters, stat="norm"):
                 stats = torch._foreach_norm(tensors, ord=float("inf"))
             else:
                 stats = [t.abs().float().mean() for t in tensors]
-            values[torch.tensor(present, device=device)] = torch.stack(
-                [s.to(device=device, dtype=torch.float32) for s in stats]
-            )
+            found = dict(zip(present, stats))
+            zero = values[0]
+            # Assembled on the device: indexing with a host list would copy
+            # it over and, on CUDA, wait for the whole queue.
+            values = torch.stack([
+                found[i].to(device=device, dtype=torch.float32) if i in found else zero
+                for i in range(len(names))
+            ])
     return names, values
 
 
@@ -444,11 +449,13 @@ def nonzero_count(tensor):
     return tensor.bool().sum()
 
 
-def nonfinite_counts(tensors):
+def nonfinite_counts(tensors, lengths=None):
     """Number of NaN/Inf elements of each tensor, in a few fused launches.
 
     Args:
       tensors: Non-empty sequence of dense floating tensors on one device.
+      lengths: Optional `segment_lengths(tensors)`, kept by the caller: made
+        once, it spares a host-to-device copy per call.
 
     Returns:
       A 1-D float32 tensor of counts on that device (exact up to 2**24 per
@@ -457,5 +464,28 @@ def nonfinite_counts(tensors):
     with torch.no_grad():
         flat = torch.cat([t.reshape(-1) for t in tensors])
         bad = torch.isfinite(flat).logical_not_().float()
-        lengths = torch.tensor([t.numel() for t in tensors], device=flat.device)
-        return torch.segment_reduce(bad, "sum", lengths=lengths)
+        if lengths is None:
+            lengths = segment_lengths(tensors)
+        # unsafe: the lengths are the numels by construction; the safe path
+        # checks them with .item(), i.e. waits for the device.
+        return torch.segment_reduce(bad, "sum", lengths=lengths, unsafe=True)
+
+
+def segment_lengths(tensors):
+    """The numels of `tensors` as an int64 tensor on their device."""
+    return device_tensor([t.numel() for t in tensors], tensors[0].device, torch.int64)
+
+
+def device_tensor(values, device, dtype=None):
+    """`torch.tensor(values, dtype=dtype, device=device)` without waiting.
+
+    A copy from pageable host memory to a CUDA device waits until the
+    device has run everything queued before it (a stall of the training
+    pipeline at every logging step); from pinned memory, non-blocking, it
+    does not.
+    """
+    host = torch.tensor(values, dtype=dtype)
+    device = torch.device(device)
+    if device.type == "cuda":
+        return host.pin_memory().to(device, non_blocking=True)
+    return host.to(device)

@@ -574,6 +574,7 @@ class Watch:
         self._device = None
         self._multi_device = False
         self._before_buffers = None
+        self._segment_lengths = {}  # present gradients -> their numels on the device
         self._abs_buffer = None
         self._heatmaps = None
         self._heatmap_entries = []
@@ -820,7 +821,11 @@ class Watch:
             # DTensors stay DTensors: the update norms combine across shards.
             return [param.detach().clone() for param in self._grad_params]
         if self._device.type != "cpu":
-            return torch._foreach_clone(self._grad_params)
+            # Fresh blocks from the caching allocator (free again between
+            # logging steps) filled by one fused copy.
+            copies = [torch.empty_like(param) for param in self._grad_params]
+            torch._foreach_copy_(copies, self._grad_params)
+            return copies
         if self._before_buffers is None:
             self._before_buffers = [torch.empty_like(param) for param in self._grad_params]
         torch._foreach_copy_(self._before_buffers, self._grad_params)
@@ -867,7 +872,10 @@ class Watch:
                         torch.isfinite(grads[position]).logical_not_().sum()
                     )
             elif len(devices) == 1:
-                counts = reduce.nonfinite_counts(grads)
+                key = tuple(present)
+                if key not in self._segment_lengths:
+                    self._segment_lengths = {key: reduce.segment_lengths(grads)}
+                counts = reduce.nonfinite_counts(grads, self._segment_lengths[key])
             elif devices:
                 counts = torch.stack([
                     torch.isfinite(grad).logical_not_().sum().to(self._device) for grad in grads

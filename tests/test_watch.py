@@ -23,7 +23,7 @@ CLASSES = ["a", "b", "c", "d"]
 BATCH, FEATURES = 8, 12
 
 
-def make_model():
+def make_model(device="cpu"):
     torch.manual_seed(0)
     return nn.Sequential(
         nn.Linear(FEATURES, 70),  # 70 columns: pooled to 64 (uneven bins)
@@ -31,15 +31,15 @@ def make_model():
         nn.Linear(70, 16),
         nn.ReLU(),
         nn.Linear(16, len(CLASSES)),
-    )
+    ).to(device)
 
 
-def make_batches(count):
+def make_batches(count, device="cpu"):
     generator = torch.Generator().manual_seed(1)
     return [
         (
-            torch.randn(BATCH, FEATURES, generator=generator),
-            torch.randint(0, len(CLASSES), (BATCH,), generator=generator),
+            torch.randn(BATCH, FEATURES, generator=generator).to(device),
+            torch.randint(0, len(CLASSES), (BATCH,), generator=generator).to(device),
         )
         for _ in range(count)
     ]
@@ -61,15 +61,15 @@ def train(model, optimizer, batches, *, micro=1, scaler=None, after_backward=Non
             optimizer.step()
 
 
-def reference(steps, log_every, micro=1):
+def reference(steps, log_every, micro=1, device="cpu"):
     """What watch() should log, computed by hand on an unwatched twin run.
 
     Returns:
       `{step: {tag: values}}` for the logging steps.
     """
-    model = make_model()
+    model = make_model(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    batches = make_batches(steps * micro)
+    batches = make_batches(steps * micro, device)
     expected = {}
     for step in range(steps):
         logging = step % log_every == 0
@@ -100,20 +100,20 @@ def reference(steps, log_every, micro=1):
                  for p, b in zip(model.parameters(), before)]
             ),
             "activations/zero_fraction": 1 - np.array(nonzero) / np.array(total),
-            "outputs/classes": torch.cat(probabilities).mean(0).numpy(),
+            "outputs/classes": torch.cat(probabilities).mean(0).cpu().numpy(),
         }
         for name, param in model.named_parameters():
-            values["weights/" + name] = reduce.heatmap_grid(name, param)[0].numpy().copy()
+            values["weights/" + name] = reduce.heatmap_grid(name, param)[0].cpu().numpy().copy()
         expected[step] = values
     return expected
 
 
-def run_watched(logdir, steps, log_every, micro=1, **watch_kwargs):
-    model = make_model()
+def run_watched(logdir, steps, log_every, micro=1, device="cpu", **watch_kwargs):
+    model = make_model(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     writer = SummaryWriter(logdir)
     handle = writer.watch(model, optimizer, log_every=log_every, **watch_kwargs)
-    train(model, optimizer, make_batches(steps * micro), micro=micro)
+    train(model, optimizer, make_batches(steps * micro, device), micro=micro)
     writer.close()
     return handle, read(os.path.dirname(logdir))[os.path.basename(logdir)]
 

@@ -1,0 +1,168 @@
+"""writer.watch() on a CUDA device: the accelerator path (batched pooling,
+device-side NaN/Inf counts, pinned non-blocking copy, event-synchronised
+worker) against the same hand computations as tests/test_watch.py.
+
+These tests need a GPU and skip without one (CI has none); they are run on a
+GPU machine with `python -m pytest tests/test_watch_cuda.py`.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+# cuBLAS reads this when its first handle is made: with it (and
+# torch.use_deterministic_algorithms) two identical runs give identical bits.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from test_watch import (  # noqa: E402
+    CLASSES,
+    assert_logged_equals,
+    make_batches,
+    make_model,
+    reference,
+    run_watched,
+    train,
+)
+from torch_visualization import SummaryWriter, read  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+CUDA = "cuda"
+
+
+@pytest.fixture
+def deterministic():
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    yield
+    torch.use_deterministic_algorithms(previous)
+
+
+def test_every_tag_equals_its_reference_computation_on_cuda(tmp_path):
+    _, got = run_watched(str(tmp_path / "run"), steps=5, log_every=2, device=CUDA,
+                         class_names=CLASSES)
+    for series in got.values():
+        assert series.steps == [0, 2, 4]
+    assert got["weights/0.weight"].values[0].shape == (64, 12)
+    assert_logged_equals(got, reference(steps=5, log_every=2, device=CUDA))
+
+
+def test_gradients_and_weights_are_bit_identical_with_and_without_watch_on_cuda(
+    tmp_path, deterministic
+):
+    results = []
+    for watched in (False, True):
+        model = make_model(CUDA)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        writer = SummaryWriter(str(tmp_path / str(watched)))
+        if watched:
+            writer.watch(model, optimizer, log_every=1, class_names=CLASSES)
+        grads = []
+        train(model, optimizer, make_batches(4, CUDA),
+              after_backward=lambda m: grads.append([p.grad.clone() for p in m.parameters()]))
+        writer.close()
+        results.append((grads, [p.detach().clone() for p in model.parameters()]))
+    (grads_a, params_a), (grads_b, params_b) = results
+    for step_a, step_b in zip(grads_a, grads_b):
+        for a, b in zip(step_a, step_b):
+            assert torch.equal(a, b)
+    for a, b in zip(params_a, params_b):
+        assert torch.equal(a, b)
+
+
+def test_grad_scaler_gives_the_fp32_norms_on_cuda(tmp_path, deterministic):
+    runs = {}
+    for name in ("fp32", "scaled"):
+        model = make_model(CUDA)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        writer = SummaryWriter(str(tmp_path / name))
+        writer.watch(model, optimizer, log_every=1)
+        # Power-of-two scale: scaling and unscaling are exact.
+        scaler = torch.amp.GradScaler("cuda", init_scale=2.0**12) if name == "scaled" else None
+        train(model, optimizer, make_batches(3, CUDA), scaler=scaler)
+        writer.close()
+        runs[name] = read(str(tmp_path))[name]
+    for tag in ("gradients/norm", "gradients/mean_abs", "gradients/max_abs", "updates/ratio"):
+        assert runs["scaled"][tag].steps == [0, 1, 2]
+        for a, b in zip(runs["scaled"][tag].values, runs["fp32"][tag].values):
+            np.testing.assert_array_equal(a, b, err_msg=tag)
+
+
+def test_fp16_autocast_logs_the_unscaled_gradients_the_optimizer_used(tmp_path):
+    model = make_model(CUDA)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    writer = SummaryWriter(str(tmp_path / "run"))
+    writer.watch(model, optimizer, log_every=1)
+    scaler = torch.amp.GradScaler("cuda")  # 65536: scaled norms would be huge
+    expected = []
+    for x, y in make_batches(3, CUDA):
+        optimizer.zero_grad()
+        with torch.autocast("cuda", dtype=torch.float16):
+            loss = F.cross_entropy(model(x), y)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        # After step(): the unscaled fp32 gradients the optimizer applied.
+        expected.append([p.grad.norm().item() for p in model.parameters()])
+    writer.close()
+    norms = read(str(tmp_path))["run"]["gradients/norm"]
+    assert norms.steps == [0, 1, 2]
+    for step, values in zip(norms.steps, norms.values):
+        np.testing.assert_allclose(values, expected[step], rtol=1e-5, err_msg=str(step))
+        assert values.max() < 100  # not multiplied by the loss scale
+
+
+def test_nonfinite_gradients_are_counted_on_the_device(tmp_path):
+    model = make_model(CUDA)
+    optimizer = torch.optim.SGD([model[0].weight], lr=0.1)
+    writer = SummaryWriter(str(tmp_path / "run"))
+    writer.watch(model, optimizer, log_every=1)
+
+    def poison(m):
+        m[2].weight.grad[0, :3] = float("nan")
+        m[4].bias.grad[1] = float("-inf")
+
+    with pytest.warns(RuntimeWarning, match=r"2\.weight \(3\), 4\.bias \(1\)"):
+        train(model, optimizer, make_batches(2, CUDA), after_backward=poison)
+        writer.flush()
+    writer.close()
+    got = read(str(tmp_path))["run"]
+    labels = got["gradients/nonfinite"].labels
+    for counts, norms in zip(got["gradients/nonfinite"].values, got["gradients/norm"].values):
+        assert counts[labels.index("2.weight")] == 3
+        assert counts[labels.index("4.bias")] == 1
+        assert counts[labels.index("0.weight")] == 0
+        assert np.isnan(norms[labels.index("2.weight")])
+        assert np.isposinf(norms[labels.index("4.bias")])
+
+
+def test_a_logging_step_never_waits_for_the_device(tmp_path):
+    """No .item(), no pageable copy, no stream sync on the training thread:
+    with CUDA's sync debug mode set to "error", any of them would raise
+    inside the logging step (reported as a failed logging step)."""
+    model = make_model(CUDA)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    batches = make_batches(4, CUDA)
+    train(model, optimizer, batches[:1])  # optimizer state and cuBLAS set up unwatched
+    writer = SummaryWriter(str(tmp_path / "run"))
+    handle = writer.watch(model, optimizer, log_every=1, class_names=CLASSES)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            train(model, optimizer, batches[1:])
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    assert not [w for w in caught if "logging step failed" in str(w.message)]
+    assert handle.step == 3
+    writer.close()
+    got = read(str(tmp_path))["run"]
+    for tag in ("gradients/norm", "gradients/nonfinite", "updates/ratio",
+                "activations/zero_fraction", "outputs/classes", "weights/0.weight"):
+        assert got[tag].steps == [0, 1, 2], tag
