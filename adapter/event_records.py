@@ -130,3 +130,49 @@ def install(event_writer):
         async_writer._writer = guarded
         worker._record_writer = guarded
     return guarded
+
+
+def varint(value):
+    """Protobuf base-128 varint of a non-negative int."""
+    if value < 0:
+        raise ValueError("varint of a negative value: %d" % value)
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def event_bytes(walltime, step, summary):
+    """A serialised `Event(wall_time, step, summary)` from serialised Summary
+    bytes, byte-identical to protobuf's own serialisation (fields in number
+    order: wall_time = 1, double; step = 2, varint; summary = 5, bytes).
+
+    Building the Event from bytes spares parsing the Summary back into a
+    proto and serialising it again (megabytes per step on a large model).
+    """
+    if step < 0:
+        raise ValueError("event step must be >= 0, got %d" % step)
+    # proto3 leaves zero scalars out; a set message field is always written.
+    head = (b"\x09" + struct.pack("<d", walltime)) if walltime else b""
+    head += (b"\x10" + varint(step)) if step else b""
+    return head + b"\x2a" + varint(len(summary)) + summary
+
+
+def write_event_bytes(file_writer, data):
+    """Hands serialised Event bytes to a torch `FileWriter`'s writer thread.
+
+    Returns False, writing nothing, when TensorBoard's `EventFileWriter` does
+    not have the layout this relies on (pinned to 2.21 in setup.py); the
+    caller then goes through `add_event`.
+    """
+    async_writer = getattr(getattr(file_writer, "event_writer", None), "_async_writer", None)
+    write = getattr(async_writer, "write", None)
+    if write is None:
+        return False
+    write(data)
+    return True

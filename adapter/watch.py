@@ -110,9 +110,15 @@ import weakref
 
 import numpy as np
 import torch
-from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorboard.compat.proto import (
+    event_pb2,
+    summary_pb2,
+    tensor_pb2,
+    tensor_shape_pb2,
+    types_pb2,
+)
 
-from torch_visualization import distributed, reduce, summary
+from torch_visualization import distributed, event_records, reduce, summary
 
 logger = logging.getLogger(__name__)
 
@@ -214,16 +220,7 @@ class _Packet:
 # -- host side: numbers back into summaries (runs on the worker) -------------
 
 
-def _varint(value):
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
+_varint = event_records.varint
 
 
 class _ValueEncoder:
@@ -445,8 +442,9 @@ class _Worker:
                 entries.append(self._encoder.summary_entry(tag, data))
             else:
                 entries.append(_first_entry(tag, kind, data, extra))
-        proto = summary_pb2.Summary.FromString(b"".join(entries))
-        self._writer._write(proto, packet.step, packet.walltime)
+        data = event_records.event_bytes(packet.walltime, packet.step, b"".join(entries))
+        if not event_records.write_event_bytes(file_writer, data):
+            file_writer.add_event(event_pb2.Event.FromString(data))
         # Only after a successful write: a failed first event must carry the
         # metadata again next time.
         self._seen_tags.update(tag for tag, _, _, _ in values)

@@ -13,6 +13,13 @@ Modes:
   image@N       stock add_image of every weight as a heatmap every N steps
   ours@N        torch_visualization SummaryWriter.watch(model, optimizer,
                 log_every=N)
+  norm@N        the cheap stock habit: per-parameter grad.norm().item()
+                every N steps (nothing written)
+  gradstats@N   a floor, not a product: only the three gradient statistics
+                that ours logs (L2 norm, sum and max of |g|) for every
+                parameter, with the fewest torch ops we found, right
+                after optimizer.step(); no weights, no updates, nothing
+                written, no thread
 
 Every writer mode ends each timed block with `writer.flush()`, inside the
 timing, so work left to background threads is paid by the mode that made it.
@@ -185,8 +192,35 @@ class Mode:
             self.handle = self.writer.watch(self.model, self.optimizer, log_every=self.every)
         elif self.kind in ("hist", "image"):
             self.writer = StockWriter(self.logdir)
+        elif self.kind == "gradstats":
+            self._scratch = torch.empty(max(p.numel() for p in self.model.parameters()),
+                                        device=workload.device)
+        elif self.kind != "norm" and label != "plain":
+            raise ValueError("unknown mode %r (see --help)" % label)
         self.logged_steps = 0
         self.bytes_at_start = None
+
+    def _gradient_norms(self):
+        """norm@N: what a quick hand-rolled "gradient flow" logger does."""
+        return [param.grad.norm().item() for param in self.model.parameters()
+                if param.grad is not None]
+
+    def _gradient_stats(self):
+        """gradstats@N: dot product, then |g| into a scratch buffer, its sum
+        and its max (CPU); `_foreach_norm` of order 2, 1 and inf elsewhere."""
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        with torch.no_grad():
+            if grads and grads[0].device.type == "cpu":
+                scratch = self._scratch
+                for grad in grads:
+                    flat = grad.reshape(-1)
+                    torch.dot(flat, flat)
+                    absolute = torch.abs(flat, out=scratch[: flat.numel()])
+                    absolute.sum()
+                    absolute.max()
+            else:
+                for order in (2, 1, float("inf")):
+                    torch._foreach_norm(grads, order)
 
     def _stock_log(self, step):
         for name, param in self.model.named_parameters():
@@ -208,8 +242,13 @@ class Mode:
         start = time.perf_counter()
         for _ in range(steps):
             workload.step(self.model, self.optimizer, self.index)
-            if self.kind in ("hist", "image") and self.index % self.every == 0:
-                self._stock_log(self.index)
+            if self.every and self.index % self.every == 0:
+                if self.kind in ("hist", "image"):
+                    self._stock_log(self.index)
+                elif self.kind == "norm":
+                    self._gradient_norms()
+                elif self.kind == "gradstats":
+                    self._gradient_stats()
             if self.every and self.index % self.every == 0:
                 self.logged_steps += 1
             self.index += 1

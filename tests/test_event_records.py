@@ -46,3 +46,49 @@ def test_installed_once_under_every_file_writer_and_readable(tmp_path):
 
 def test_unknown_layout_is_left_alone():
     assert event_records.install(object()) is None
+
+
+@pytest.mark.parametrize("walltime", [0.0, 1.5, 1764240000.123456])
+@pytest.mark.parametrize("step", [0, 1, 127, 128, 300, 2**40])
+def test_event_bytes_equal_protobufs_serialisation(walltime, step):
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+
+    summaries = [
+        summary_pb2.Summary(),
+        summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag="a/b", simple_value=2.5)]),
+        summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag="x" * 300, simple_value=1.0)] * 3),
+    ]
+    for summary in summaries:
+        data = summary.SerializeToString()
+        expected = event_pb2.Event(wall_time=walltime, step=step, summary=summary).SerializeToString()
+        assert event_records.event_bytes(walltime, step, data) == expected
+
+
+def test_event_bytes_reject_negative_steps():
+    with pytest.raises(ValueError, match="step must be >= 0"):
+        event_records.event_bytes(1.0, -1, b"")
+    with pytest.raises(ValueError, match="negative"):
+        event_records.varint(-5)
+
+
+def test_event_bytes_go_through_the_writer_thread_and_read_back(tmp_path):
+    from tensorboard.compat.proto import summary_pb2
+
+    writer = SummaryWriter(str(tmp_path / "run"))
+    summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag="loss", simple_value=0.25)])
+    data = event_records.event_bytes(12.5, 7, summary.SerializeToString())
+    assert event_records.write_event_bytes(writer._get_file_writer(), data)
+    writer.close()
+    from tensorboard.backend.event_processing import event_accumulator
+
+    events = event_accumulator.EventAccumulator(str(tmp_path / "run"))
+    events.Reload()
+    (scalar,) = events.Scalars("loss")
+    assert (scalar.step, scalar.wall_time, scalar.value) == (7, 12.5, 0.25)
+
+
+def test_event_bytes_need_the_known_writer_layout():
+    class Elsewhere:
+        event_writer = object()
+
+    assert event_records.write_event_bytes(Elsewhere(), b"\x10\x01") is False

@@ -34,7 +34,7 @@ import torch
 from werkzeug.test import Client
 
 from conftest import http_get, make_wsgi_app, tensorboard_server
-from torch_visualization import SummaryWriter, read
+from torch_visualization import SummaryWriter, event_records, read
 from torch_visualization.event_records import GuardedRecordWriter
 
 PREFIX = "/data/plugin/torch_visualization"
@@ -324,12 +324,13 @@ def test_watch_survives_a_full_disk(tmp_path):
     assert sum("were not written" in m for m in messages) == 1, messages
 
 
-def test_watch_worker_exception_is_reported_once(tmp_path):
+def test_watch_worker_exception_is_reported_once(tmp_path, monkeypatch):
     def break_writes(writer):
         def fail(*args, **kwargs):
             raise RuntimeError("injected fault")
 
-        writer._write = fail  # what the watch thread calls for every logging step
+        # What the watch thread calls to hand each logging step's event over.
+        monkeypatch.setattr(event_records, "write_event_bytes", fail)
 
     messages = _watched_training(tmp_path, break_writes)
     assert len([m for m in messages if "watch" in m and "failed" in m]) == 1, messages

@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from conftest import free_port
-from torch_visualization import SummaryWriter, read, reduce
+from torch_visualization import SummaryWriter, event_records, read, reduce
 
 CLASSES = ["a", "b", "c", "d"]
 BATCH, FEATURES = 8, 12
@@ -371,7 +371,7 @@ def test_nonfinite_counts_on_the_device_path_match(tmp_path):
     np.testing.assert_array_equal(reduce.nonfinite_counts(grads).numpy(), [2, 0, 4])
 
 
-def test_a_failing_write_never_reaches_training(tmp_path, caplog):
+def test_a_failing_write_never_reaches_training(tmp_path, caplog, monkeypatch):
     model = make_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     writer = SummaryWriter(str(tmp_path / "run"))
@@ -380,12 +380,13 @@ def test_a_failing_write_never_reaches_training(tmp_path, caplog):
     def broken(*args):
         raise OSError("disk full")
 
-    writer._write = broken
+    # What the watch thread calls to hand each logging step's event over.
+    monkeypatch.setattr(event_records, "write_event_bytes", broken)
     with pytest.warns(RuntimeWarning, match="writing a logging step failed"):
         train(model, optimizer, make_batches(3))
         writer.flush()
     assert "disk full" in caplog.text
-    del writer._write
+    monkeypatch.undo()
     writer.close()
 
 
