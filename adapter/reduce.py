@@ -377,6 +377,10 @@ def squared_l2_norms(tensors):
             flat = [t if t.dim() == 1 else t.reshape(-1) for t in tensors]
             return [torch.dot(f, f) for f in flat]
         norms = [n.float() for n in torch._foreach_norm(tensors, 2, dtype=_norm_dtype(tensors))]
+        if len({n.device for n in norms}) == 1:
+            # One stack and one square instead of a _foreach_mul over 0-d
+            # tensors (about 0.7 ms of host time for ResNet-50's 161).
+            return list(torch.stack(norms).square_().unbind())
         return list(torch._foreach_mul(norms, norms))
 
 
