@@ -852,35 +852,41 @@ class Watch:
             # every rank, in the same order); NaN/Inf counted on the device.
             if grads:
                 squares, sums, maxes, counts = distributed.gradient_stats(grads)
-                state.gradients = (present, squares + sums + maxes, counts, None)
+                pieces = [reduce.stack_scalars(squares + sums + maxes)]
+                state.gradients = (present, pieces, counts, None)
             else:
                 state.gradients = (present, [], None, {})
             return
-        counts = nonfinite_host = None
+        # `pieces`: 1-D float32 tensors on self._device, [squares|sums|maxes].
+        pieces, counts, nonfinite_host = [], None, None
         with torch.no_grad():
-            squares, sums, maxes = reduce.gradient_stats(grads, self._scratch(grads))
-            scalars = squares + sums + maxes
             devices = {grad.device for grad in grads}
             if devices == {torch.device("cpu")}:
+                stats = reduce.gradient_stat_vector(grads, self._scratch(grads))
+                pieces.append(stats)
                 # CPU results are already there (no sync to read them), so
                 # only gradients whose max |g| is not finite get counted.
                 nonfinite_host = {}
-                for position in np.flatnonzero(~np.isfinite(torch.stack(maxes).numpy())):
+                maxes = stats[2 * len(grads):].numpy()
+                for position in np.flatnonzero(~np.isfinite(maxes)):
                     nonfinite_host[int(position)] = int(
                         torch.isfinite(grads[position]).logical_not_().sum()
                     )
             elif len(devices) == 1:
+                pieces.append(_on(reduce.gradient_stat_vector(grads), self._device))
                 key = tuple(present)
                 if key not in self._segment_lengths:
                     self._segment_lengths = {key: reduce.segment_lengths(grads)}
                 counts = reduce.nonfinite_counts(grads, self._segment_lengths[key])
             elif devices:
+                squares, sums, maxes = reduce.gradient_stats(grads)
+                pieces.append(self._vector(squares + sums + maxes))
                 counts = torch.stack([
                     torch.isfinite(grad).logical_not_().sum().to(self._device) for grad in grads
                 ]).float()
-            elif not grads:
+            else:
                 nonfinite_host = {}
-        state.gradients = (present, scalars, counts, nonfinite_host)
+        state.gradients = (present, pieces, counts, nonfinite_host)
 
     def _scratch(self, grads):
         """A kept CPU buffer as large as the largest gradient (or None)."""
@@ -936,9 +942,10 @@ class Watch:
         state.activations = [(index, nonzero[index], 1) for index in range(modules)]
 
     def _vector(self, values):
+        """0-d tensors (any of the model's devices) -> 1-D float32 on ours."""
         if self._multi_device:
             values = [_on(value, self._device) for value in values]
-        return _stack(values)
+        return reduce.stack_scalars(values)
 
     def _reduce(self, step, walltime, state):
         """The rest of the device work of one logging step; returns the packet
@@ -948,12 +955,13 @@ class Watch:
         the host is non-blocking; on the CPU this is where the time goes.
         """
         device = self._device
-        scalars = []
+        # 1-D float32 pieces in packet order (see _Packet).
+        pieces = []
         present = counts = nonfinite_host = None
         with torch.no_grad():
             if state.gradients is not None:
-                present, gradient_scalars, counts, nonfinite_host = state.gradients
-                scalars += gradient_scalars
+                present, gradient_pieces, counts, nonfinite_host = state.gradients
+                pieces += gradient_pieces
             updates = state.before is not None
             if updates:
                 before = state.before
@@ -961,12 +969,20 @@ class Watch:
                     # Weights before the step and the update, whole-tensor
                     # norms from the shards in one all_reduce (COLLECTIVE).
                     deltas = [old - new for old, new in zip(before, self._grad_params)]
-                    scalars += distributed.squared_l2_norms(before + deltas)
-                else:
-                    scalars += reduce.squared_l2_norms(before)
+                    pieces.append(reduce.stack_scalars(distributed.squared_l2_norms(before + deltas)))
+                elif self._multi_device:
+                    pieces.append(self._vector(reduce.squared_l2_norms(before)))
                     torch._foreach_sub_(before, self._grad_params)
-                    scalars += reduce.squared_l2_norms(before)
+                    pieces.append(self._vector(reduce.squared_l2_norms(before)))
+                else:
+                    pieces.append(reduce.squared_l2_norm_vector(before))
+                    torch._foreach_sub_(before, self._grad_params)
+                    pieces.append(reduce.squared_l2_norm_vector(before))
             activation_counts = [count for _, count, _ in state.activations]
+            if activation_counts:
+                # int64 counts (float32 ones under DDP), stacked apart from the
+                # float32 statistics: see reduce.stack_scalars.
+                pieces.append(self._vector(activation_counts))
             if self._sharded:
                 # Means pooled shard by shard; only the grids are all-reduced
                 # (COLLECTIVE). Their entries carry scale 1 (see _start).
@@ -978,13 +994,6 @@ class Watch:
             else:
                 # Block sums: the worker scales them to means (one kernel less each).
                 grids = self._heatmaps.grids(self._params, scaled=False)
-            # Statistics (float32) and activation counts (int64) are stacked
-            # apart: one stack of mixed dtypes takes PyTorch's slow path, a
-            # copy launch per element (~850 on ResNet-50, milliseconds of host
-            # time per logging step on CUDA).
-            pieces = [
-                self._vector(values) for values in (scalars, activation_counts) if values
-            ]
             if counts is not None:
                 pieces.append(counts)
             if state.class_samples:
@@ -1010,14 +1019,6 @@ class Watch:
             heatmaps=self._heatmap_entries,
             heatmap_scales=self._heatmap_scales,
         )
-
-
-def _stack(values):
-    """1-D float32 tensor of 0-d tensors (one device), stacked in one launch
-    when their dtypes agree."""
-    if len({value.dtype for value in values}) > 1:
-        values = [value.float() for value in values]
-    return torch.stack(values).float()
 
 
 def _on(tensor, device):

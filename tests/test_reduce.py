@@ -169,3 +169,31 @@ def test_gradient_stats_matches_the_separate_reductions():
             for value, want in zip(got_list, want_list):
                 assert value.dtype == torch.float32 and value.dim() == 0
                 torch.testing.assert_close(value, want, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_stat_vectors_equal_the_lists(dtype):
+    torch.manual_seed(0)
+    tensors = [
+        torch.randn(37, 11).to(dtype),
+        torch.randn(5).to(dtype),
+        torch.randn(8, 6).to(dtype).t(),  # not contiguous
+        torch.tensor([1.0, float("nan"), -2.0]).to(dtype),
+    ]
+    scratch = torch.empty(max(t.numel() for t in tensors))
+    squares = torch.stack(reduce.squared_l2_norms(tensors))
+    vector = reduce.squared_l2_norm_vector(tensors)  # bfloat16: the _foreach_norm path
+    assert vector.dtype == torch.float32 and vector.shape == (len(tensors),)
+    torch.testing.assert_close(vector, squares, equal_nan=True)
+    expected = torch.stack([v for part in reduce.gradient_stats(tensors, scratch) for v in part])
+    for got in (reduce.gradient_stat_vector(tensors, scratch), reduce.gradient_stat_vector(tensors)):
+        assert got.dtype == torch.float32 and got.shape == (3 * len(tensors),)
+        torch.testing.assert_close(got, expected, equal_nan=True)
+
+
+def test_stack_scalars_keeps_mixed_dtypes_exact():
+    values = [torch.tensor(1.5), torch.tensor(7, dtype=torch.int64), torch.tensor(2.0, dtype=torch.bfloat16)]
+    got = reduce.stack_scalars(values)
+    assert got.dtype == torch.float32
+    assert got.tolist() == [1.5, 7.0, 2.0]
+    assert reduce.stack_scalars([torch.tensor(3), torch.tensor(4)]).tolist() == [3.0, 4.0]
