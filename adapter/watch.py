@@ -239,6 +239,15 @@ class _ValueEncoder:
 
     def summary_entry(self, tag, array):
         """`Summary.value` entry bytes (field 1) for `array` under `tag`."""
+        return b"".join(self.summary_parts(tag, array))
+
+    def summary_parts(self, tag, array):
+        """`summary_entry` as `(prefix, data)`: bytes, and a view of the
+        contiguous `array` (joined once with the whole event, no copy here).
+
+        Every byte before the data depends only on the tag, dtype and shape,
+        so the prefix is built once per tag.
+        """
         key = (tag, array.dtype.str, array.shape)
         prefix = self._prefixes.get(key)
         if prefix is None:
@@ -246,15 +255,14 @@ class _ValueEncoder:
             shape = tensor_shape_pb2.TensorShapeProto(
                 dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in array.shape]
             )
-            tensor = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=shape).SerializeToString()
-            prefix = self._prefixes[key] = (
-                summary_pb2.Summary.Value(tag=tag).SerializeToString(),
-                tensor + b"\x22" + _varint(array.nbytes),
-            )
-        head, tensor_head = prefix
-        tensor = tensor_head + array.tobytes()
-        value = head + b"\x42" + _varint(len(tensor)) + tensor
-        return b"\x0a" + _varint(len(value)) + value
+            tensor_head = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=shape).SerializeToString()
+            tensor_head += b"\x22" + _varint(array.nbytes)
+            tensor_size = len(tensor_head) + array.nbytes
+            value_head = summary_pb2.Summary.Value(tag=tag).SerializeToString()
+            value_head += b"\x42" + _varint(tensor_size) + tensor_head
+            value_size = len(value_head) + array.nbytes
+            prefix = self._prefixes[key] = b"\x0a" + _varint(value_size) + value_head
+        return prefix, memoryview(array).cast("B")
 
 
 def _first_entry(tag, kind, values, extra):
@@ -330,17 +338,10 @@ def _step_values(packet, array):
     # Heatmaps arrive as block sums; one multiply turns them all into means.
     grids = array[offset : offset + len(packet.heatmap_scales)] * packet.heatmap_scales
     offset = 0
-    for index, rows, cols, reduction, shape in packet.heatmaps:
-        grid = grids[offset : offset + rows * cols].reshape(rows, cols)
-        offset += rows * cols
-        out.append(
-            (
-                TAG_WEIGHTS + plan.param_names[index],
-                "heatmap",
-                grid,
-                {"original_shape": shape, "reduction": reduction},
-            )
-        )
+    for tag, grid_shape, extra in packet.heatmaps:
+        size = grid_shape[0] * grid_shape[1]
+        out.append((tag, "heatmap", grids[offset : offset + size].reshape(grid_shape), extra))
+        offset += size
     return out
 
 
@@ -439,7 +440,7 @@ class _Worker:
         for tag, kind, data, extra in values:
             data = np.ascontiguousarray(data, dtype=np.float32 if kind == "heatmap" else np.float64)
             if tag in self._seen_tags:
-                entries.append(self._encoder.summary_entry(tag, data))
+                entries += self._encoder.summary_parts(tag, data)
             else:
                 entries.append(_first_entry(tag, kind, data, extra))
         data = event_records.event_bytes(packet.walltime, packet.step, b"".join(entries))
@@ -654,9 +655,16 @@ class Watch:
         else:
             self._heatmaps = reduce.HeatmapPlan(self._params, self._plan.max_cells)
             shapes, scales = self._heatmaps.shapes, self._heatmaps.scales
+        # (tag, grid shape, what its first event's metadata needs), in order.
         self._heatmap_entries = [
-            (index, rows, cols, reduction, tuple(param.shape))
-            for index, ((rows, cols, reduction), param) in enumerate(zip(shapes, self._params))
+            (
+                TAG_WEIGHTS + name,
+                (rows, cols),
+                {"original_shape": tuple(param.shape), "reduction": reduction},
+            )
+            for name, (rows, cols, reduction), param in zip(
+                self._plan.param_names, shapes, self._params
+            )
         ]
         self._heatmap_scales = np.concatenate([
             np.full(rows * cols, scale, dtype=np.float32)

@@ -63,3 +63,31 @@ def test_module_is_documented():
     assert watch.Watch.remove.__doc__
     assert "log_every" in SummaryWriter.watch.__doc__
     assert os.path.basename(watch.__file__) == "watch.py"
+
+
+@pytest.mark.parametrize("array", [
+    np.arange(12, dtype=np.float32).reshape(3, 4),
+    np.linspace(-1, 1, 300).astype(np.float64),
+    np.full((64, 64), np.nan, dtype=np.float32),
+])
+def test_value_encoder_bytes_equal_protobufs(array):
+    from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
+
+    from torch_visualization import watch as watch_module
+
+    tag = "weights/layer." + "x" * 200  # a tag longer than one varint byte
+    dtype = types_pb2.DT_DOUBLE if array.dtype == np.float64 else types_pb2.DT_FLOAT
+    expected = summary_pb2.Summary(value=[summary_pb2.Summary.Value(
+        tag=tag,
+        tensor=tensor_pb2.TensorProto(
+            dtype=dtype,
+            tensor_shape=tensor_shape_pb2.TensorShapeProto(
+                dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=n) for n in array.shape]
+            ),
+            tensor_content=array.tobytes(),
+        ),
+    )]).SerializeToString()
+    encoder = watch_module._ValueEncoder()
+    for _ in range(2):  # the second call reuses the kept prefix
+        assert b"".join(encoder.summary_parts(tag, array)) == expected
+        assert encoder.summary_entry(tag, array) == expected
