@@ -222,6 +222,10 @@ class _Packet:
 
 _varint = event_records.varint
 
+# Test seam: run the accelerator path (the one CUDA takes) on CPU tensors, so
+# that CI, which has no GPU, exercises it too. Never set in production.
+_ACCELERATOR_PATH_ON_CPU = False
+
 
 class _ValueEncoder:
     """Serialises `Summary.Value`s of tags whose metadata is already written.
@@ -572,6 +576,7 @@ class Watch:
         self._activation_modules = []
         self._device = None
         self._multi_device = False
+        self._accelerated = False
         self._before_buffers = None
         self._segment_lengths = {}  # present gradients -> their numels on the device
         self._abs_buffer = None
@@ -647,13 +652,18 @@ class Watch:
         self._activation_modules = [module for _, module in activations]
         self._device = self._params[0].device
         self._multi_device = any(param.device != self._device for param in self._params)
+        # Kernels for accelerators (fused launches, counts on the device) or
+        # tuned for the CPU (BLAS dots, kept buffers, NaN/Inf read on the host).
+        self._accelerated = self._device.type != "cpu" or _ACCELERATOR_PATH_ON_CPU
         if self._sharded:
             # distributed.heatmap_grids pools the shards at logging steps and
             # returns means (scale 1); planning touches no DTensor op here.
             shapes = [_grid_shape(param.shape, self._plan.max_cells) for param in self._params]
             scales = [1.0] * len(shapes)
         else:
-            self._heatmaps = reduce.HeatmapPlan(self._params, self._plan.max_cells)
+            self._heatmaps = reduce.HeatmapPlan(
+                self._params, self._plan.max_cells, batch=self._accelerated
+            )
             shapes, scales = self._heatmaps.shapes, self._heatmaps.scales
         # (tag, grid shape, what its first event's metadata needs), in order.
         self._heatmap_entries = [
@@ -826,7 +836,7 @@ class Watch:
         if self._sharded:
             # DTensors stay DTensors: the update norms combine across shards.
             return [param.detach().clone() for param in self._grad_params]
-        if self._device.type != "cpu":
+        if self._accelerated:
             # Fresh blocks from the caching allocator (free again between
             # logging steps) filled by one fused copy.
             copies = [torch.empty_like(param) for param in self._grad_params]
@@ -869,8 +879,8 @@ class Watch:
         pieces, counts, nonfinite_host = [], None, None
         with torch.no_grad():
             devices = {grad.device for grad in grads}
-            if devices == {torch.device("cpu")}:
-                stats = reduce.gradient_stat_vector(grads, self._scratch(grads))
+            if devices == {torch.device("cpu")} and not self._accelerated:
+                stats = reduce.gradient_stat_vector(grads, self._scratch(grads), foreach=False)
                 pieces.append(stats)
                 # CPU results are already there (no sync to read them), so
                 # only gradients whose max |g| is not finite get counted.
@@ -881,7 +891,7 @@ class Watch:
                         torch.isfinite(grads[position]).logical_not_().sum()
                     )
             elif len(devices) == 1:
-                pieces.append(_on(reduce.gradient_stat_vector(grads), self._device))
+                pieces.append(_on(reduce.gradient_stat_vector(grads, foreach=True), self._device))
                 key = tuple(present)
                 if key not in self._segment_lengths:
                     self._segment_lengths = {key: reduce.segment_lengths(grads)}
@@ -983,9 +993,10 @@ class Watch:
                     torch._foreach_sub_(before, self._grad_params)
                     pieces.append(self._vector(reduce.squared_l2_norms(before)))
                 else:
-                    pieces.append(reduce.squared_l2_norm_vector(before))
+                    foreach = self._accelerated
+                    pieces.append(reduce.squared_l2_norm_vector(before, foreach))
                     torch._foreach_sub_(before, self._grad_params)
-                    pieces.append(reduce.squared_l2_norm_vector(before))
+                    pieces.append(reduce.squared_l2_norm_vector(before, foreach))
             activation_counts = [count for _, count, _ in state.activations]
             if activation_counts:
                 # int64 counts (float32 ones under DDP), stacked apart from the

@@ -345,10 +345,13 @@ def main(argv=None):
                         help="comma-separated: mlp, resnet50 (default: mlp, plus resnet50 with CUDA)")
     parser.add_argument("--modes", default="plain,hist@1,image@1,ours@1,ours@10,ours@100",
                         help="comma-separated modes (default: %(default)s)")
-    parser.add_argument("--steps", type=int, default=200, help="steps per timed block (default 200)")
-    parser.add_argument("--slow-steps", type=int, default=None,
-                        help="steps per timed block of hist@1 and image@1 (default: --steps)")
-    parser.add_argument("--repeats", type=int, default=7, help="timed blocks per mode (default 7)")
+    parser.add_argument("--steps", type=int, default=100,
+                        help="steps per timed block (default 100: one ours@100 logging step per block)")
+    parser.add_argument("--slow-steps", type=int, default=10,
+                        help="steps per timed block of hist@1 and image@1 (default 10)")
+    parser.add_argument("--repeats", type=int, default=25,
+                        help="timed blocks per mode (default 25: short blocks, many rounds, so that "
+                        "a shared machine's load swings hit every mode alike)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--device", default=None, help="device for resnet50 (default cuda)")

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from conftest import free_port
 from torch_visualization import SummaryWriter, event_records, read, reduce
+from torch_visualization import watch as watch_module
 
 CLASSES = ["a", "b", "c", "d"]
 BATCH, FEATURES = 8, 12
@@ -128,10 +129,20 @@ def assert_logged_equals(got, expected):
                                        err_msg="%s at step %d" % (tag, step))
 
 
+@pytest.fixture(params=["cpu-kernels", "accelerator-kernels"])
+def kernels(request, monkeypatch):
+    """Runs a test with the CPU-tuned kernels and with the accelerator path
+    (fused _foreach launches, NaN/Inf counted on the device, batched pooling)
+    on CPU tensors: CI has no GPU, and this is how it tests CUDA's path."""
+    monkeypatch.setattr(watch_module, "_ACCELERATOR_PATH_ON_CPU",
+                        request.param == "accelerator-kernels")
+    return request.param
+
+
 # -- what is logged ------------------------------------------------------------
 
 
-def test_every_tag_equals_its_reference_computation(tmp_path):
+def test_every_tag_equals_its_reference_computation(tmp_path, kernels):
     handle, got = run_watched(str(tmp_path / "run"), steps=5, log_every=2, class_names=CLASSES)
     names = ["0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"]
     assert set(got) == {
@@ -157,7 +168,7 @@ def test_every_tag_equals_its_reference_computation(tmp_path):
     assert not handle.active  # close() removed the hooks
 
 
-def test_gradient_accumulation_counts_optimizer_steps(tmp_path):
+def test_gradient_accumulation_counts_optimizer_steps(tmp_path, kernels):
     handle, got = run_watched(str(tmp_path / "run"), steps=4, log_every=2, micro=3)
     assert handle.step == 4  # optimizer steps, not the 12 backward calls
     assert got["gradients/norm"].steps == [0, 2]
@@ -165,7 +176,7 @@ def test_gradient_accumulation_counts_optimizer_steps(tmp_path):
     assert_logged_equals(got, reference(steps=4, log_every=2, micro=3))
 
 
-def test_grad_scaler_gives_the_fp32_norms(tmp_path):
+def test_grad_scaler_gives_the_fp32_norms(tmp_path, kernels):
     runs = {}
     for name in ("fp32", "scaled"):
         model = make_model()
@@ -184,7 +195,7 @@ def test_grad_scaler_gives_the_fp32_norms(tmp_path):
             np.testing.assert_array_equal(a, b, err_msg=tag)
 
 
-def test_gradients_and_weights_are_bit_identical_with_and_without_watch(tmp_path):
+def test_gradients_and_weights_are_bit_identical_with_and_without_watch(tmp_path, kernels):
     results = []
     for watched in (False, True):
         model = make_model()
@@ -338,7 +349,7 @@ def test_class_names_that_do_not_fit_the_output_warn_once(tmp_path):
     assert got["gradients/norm"].steps == [0, 1]
 
 
-def test_nonfinite_gradients_are_counted_kept_and_warned_once(tmp_path):
+def test_nonfinite_gradients_are_counted_kept_and_warned_once(tmp_path, kernels):
     model = make_model()
     # The poisoned parameters are not stepped, so the weights stay finite.
     optimizer = torch.optim.SGD([model[0].weight], lr=0.1)
