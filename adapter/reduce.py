@@ -260,6 +260,29 @@ class HeatmapPlan:
                 keyed[key] = len(self._groups)
                 self._groups.append(([], rows, cols) + out)
             self._groups[keyed[key]][0].append(index)
+        # Tensor indices in the order `flat_grids` lays their grids out.
+        self.order = [index for indices, *_ in self._groups for index in indices]
+
+    def flat_grids(self, tensors):
+        """Unscaled grids (see `grids`) as 1-D float32 pieces, one per group
+        of same-shaped tensors; concatenated, they hold each tensor's grid,
+        row-major, in `self.order`.
+
+        No per-tensor views or selects: on a launch-bound accelerator every
+        host-side op counts (ResNet-50 has 161 parameters).
+        """
+        if len(tensors) != self.count:
+            raise ValueError("heatmap plan: %d tensors given, %d planned" % (len(tensors), self.count))
+        pieces = []
+        with torch.no_grad():
+            for indices, rows, cols, out_rows, out_cols in self._groups:
+                if len(indices) == 1:
+                    stacked = tensors[indices[0]].reshape(1, rows, cols)
+                else:
+                    stacked = torch.stack([tensors[i] for i in indices]).reshape(-1, rows, cols)
+                pooled, _ = _pool_batch(stacked, rows, cols, out_rows, out_cols)
+                pieces.append(pooled.reshape(-1))
+        return pieces
 
     def grids(self, tensors, scaled=True):
         """Pools `tensors` (same shapes as planned) into float32 grids.
@@ -497,9 +520,12 @@ def gradient_stats(tensors, scratch=None):
 
 
 def nonzero_count(tensor):
-    """Number of nonzero (NaN counts as nonzero) elements, as a 0-d tensor."""
-    # bool().sum() is about twice as fast as count_nonzero on the CPU.
-    return tensor.bool().sum()
+    """Number of nonzero (NaN counts as nonzero) elements, as a 0-d int64
+    tensor."""
+    if tensor.device.type == "cpu":
+        # bool().sum() is about twice as fast as count_nonzero on the CPU.
+        return tensor.bool().sum()
+    return torch.count_nonzero(tensor)  # one launch
 
 
 def nonfinite_counts(tensors, lengths=None):

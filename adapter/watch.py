@@ -222,6 +222,8 @@ class _Packet:
 
 _varint = event_records.varint
 
+_foreach_clone = getattr(torch, "_foreach_clone", None)
+
 # Test seam: run the accelerator path (the one CUDA takes) on CPU tensors, so
 # that CI, which has no GPU, exercises it too. Never set in production.
 _ACCELERATOR_PATH_ON_CPU = False
@@ -660,25 +662,26 @@ class Watch:
             # returns means (scale 1); planning touches no DTensor op here.
             shapes = [_grid_shape(param.shape, self._plan.max_cells) for param in self._params]
             scales = [1.0] * len(shapes)
+            order = range(len(shapes))
         else:
             self._heatmaps = reduce.HeatmapPlan(
                 self._params, self._plan.max_cells, batch=self._accelerated
             )
             shapes, scales = self._heatmaps.shapes, self._heatmaps.scales
-        # (tag, grid shape, what its first event's metadata needs), in order.
+            order = self._heatmaps.order
+        # (tag, grid shape, what its first event's metadata needs), in the
+        # order the grids lie in a packet.
         self._heatmap_entries = [
             (
-                TAG_WEIGHTS + name,
-                (rows, cols),
-                {"original_shape": tuple(param.shape), "reduction": reduction},
+                TAG_WEIGHTS + self._plan.param_names[index],
+                shapes[index][:2],
+                {"original_shape": tuple(self._params[index].shape), "reduction": shapes[index][2]},
             )
-            for name, (rows, cols, reduction), param in zip(
-                self._plan.param_names, shapes, self._params
-            )
+            for index in order
         ]
         self._heatmap_scales = np.concatenate([
-            np.full(rows * cols, scale, dtype=np.float32)
-            for (rows, cols, _), scale in zip(shapes, scales)
+            np.full(shapes[index][0] * shapes[index][1], scales[index], dtype=np.float32)
+            for index in order
         ])
         self._worker = worker
         if self._optimizer is not None:
@@ -708,7 +711,7 @@ class Watch:
                 return
             if isinstance(output, torch.Tensor) and output.numel():
                 with torch.no_grad():
-                    count = reduce.nonzero_count(output.detach())
+                    count = reduce.nonzero_count(output)
                 self._state.activations.append((index, count, output.numel()))
 
         return hook
@@ -805,7 +808,7 @@ class Watch:
         elif width != self._class_width:
             return
         with torch.no_grad():
-            sums = torch.softmax(output.detach(), 1, dtype=torch.float32).sum(0)
+            sums = torch.softmax(output, 1, dtype=torch.float32).sum(0)
         state = self._state
         state.class_sum = sums if state.class_sum is None else state.class_sum.add_(sums)
         state.class_samples += output.shape[0]
@@ -838,7 +841,10 @@ class Watch:
             return [param.detach().clone() for param in self._grad_params]
         if self._accelerated:
             # Fresh blocks from the caching allocator (free again between
-            # logging steps) filled by one fused copy.
+            # logging steps) filled by fused copies: one call where PyTorch
+            # has _foreach_clone (2.13), else empty_like + _foreach_copy_.
+            if _foreach_clone is not None:
+                return _foreach_clone(self._grad_params)
             copies = [torch.empty_like(param) for param in self._grad_params]
             torch._foreach_copy_(copies, self._grad_params)
             return copies
@@ -864,7 +870,7 @@ class Watch:
             if grad.numel() == 0:
                 continue
             present.append(index)
-            grads.append(grad.detach())
+            grads.append(grad)  # read under no_grad: nothing is recorded
         if self._sharded:
             # Whole-tensor statistics from the shards (the same gradients on
             # every rank, in the same order); NaN/Inf counted on the device.
@@ -1011,14 +1017,14 @@ class Watch:
                 if not self._writes:
                     return None  # FSDP ranks != 0: no host copy, no worker
             else:
-                # Block sums: the worker scales them to means (one kernel less each).
-                grids = self._heatmaps.grids(self._params, scaled=False)
+                # Block sums, one piece per group of same-shaped parameters in
+                # the plan's order; the worker scales them to means.
+                grids = self._heatmaps.flat_grids(self._params)
             if counts is not None:
                 pieces.append(counts)
             if state.class_samples:
                 pieces.append(state.class_sum)
-            for grid in grids:
-                pieces.append(grid.reshape(-1))
+            pieces += [grid.reshape(-1) for grid in grids]
             if self._multi_device:
                 pieces = [_on(piece, device) for piece in pieces]
             flat = torch.cat(pieces)
