@@ -343,7 +343,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=None,
                         help="comma-separated: mlp, resnet50 (default: mlp, plus resnet50 with CUDA)")
-    parser.add_argument("--modes", default="plain,hist@1,image@1,ours@1,ours@10,ours@100",
+    parser.add_argument("--modes", default="plain,hist@1,image@1,norm@1,gradstats@1,ours@1,ours@10,ours@100",
                         help="comma-separated modes (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=100,
                         help="steps per timed block (default 100: one ours@100 logging step per block)")

@@ -94,7 +94,9 @@ def test_logs_beside_the_tensorboard_logger_with_the_gradients_the_optimizer_use
         pytest.skip("fp16 AMP with a GradScaler needs CUDA; on CPU Lightning "
                     "replaces 16-mixed with bf16-mixed (tested above)")
     logger = TensorBoardLogger(str(tmp_path), name="exp")
-    model, callback, trainer = _fit(L, tmp_path, logger=logger, precision=precision)
+    # fp16 runs where it is real: on the GPU, with Lightning's GradScaler.
+    device = {"accelerator": "gpu"} if precision == "16-mixed" else {}
+    model, callback, trainer = _fit(L, tmp_path, logger=logger, precision=precision, **device)
 
     # One run: the logger's version directory holds its scalars and our tab.
     run_dir = logger.log_dir
