@@ -255,7 +255,9 @@ class HeatmapPlan:
             rows, cols = as_matrix(tensor).shape
             out = (min(rows, max_rows), min(cols, max_cols))
             self.shapes.append(out + ("none" if out == (rows, cols) else "mean_pool",))
-            key = (rows, cols, tensor.dtype, tensor.device) if batch else index
+            # Whole shapes, not just the matrix view: members are stacked as
+            # they are (a 1x1 conv and a linear layer may share a view).
+            key = (tuple(tensor.shape), tensor.dtype, tensor.device) if batch else index
             if key not in keyed:
                 keyed[key] = len(self._groups)
                 self._groups.append(([], rows, cols) + out)

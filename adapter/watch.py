@@ -199,7 +199,9 @@ class _Packet:
     the step and of the update (one per trainable parameter each); one
     nonzero count per activation entry; NaN/Inf counts per present gradient
     (when counted on the device); the class sums; the heatmaps (block sums,
-    scaled to means by `heatmap_scales`).
+    scaled to means by `heatmap_scales`), in the order of `heatmaps`:
+    `(tag, grid shape, first-event metadata)` per weight, grouped by shape
+    on accelerators (see `reduce.HeatmapPlan.order`).
     """
 
     plan: _Plan
@@ -842,7 +844,8 @@ class Watch:
         if self._accelerated:
             # Fresh blocks from the caching allocator (free again between
             # logging steps) filled by fused copies: one call where PyTorch
-            # has _foreach_clone (2.13), else empty_like + _foreach_copy_.
+            # has _foreach_clone (2.13 does, 2.11 does not), else
+            # empty_like + _foreach_copy_.
             if _foreach_clone is not None:
                 return _foreach_clone(self._grad_params)
             copies = [torch.empty_like(param) for param in self._grad_params]
@@ -1011,7 +1014,7 @@ class Watch:
             if self._sharded:
                 # Means pooled shard by shard; only the grids are all-reduced
                 # (COLLECTIVE). Their entries carry scale 1 (see _start).
-                grids = [grid for grid, _ in distributed.heatmap_grids(
+                grids = [grid.reshape(-1) for grid, _ in distributed.heatmap_grids(
                     zip(self._plan.param_names, self._params), self._plan.max_cells
                 )]
                 if not self._writes:
@@ -1024,7 +1027,7 @@ class Watch:
                 pieces.append(counts)
             if state.class_samples:
                 pieces.append(state.class_sum)
-            pieces += [grid.reshape(-1) for grid in grids]
+            pieces += grids
             if self._multi_device:
                 pieces = [_on(piece, device) for piece in pieces]
             flat = torch.cat(pieces)

@@ -29,6 +29,26 @@ def test_heatmap_plan_equals_heatmap_grid(batch):
         np.testing.assert_allclose(grid.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("batch", [False, True])
+def test_heatmap_plan_flat_grids_hold_every_grid_in_plan_order(batch):
+    torch.manual_seed(0)
+    # Same matrix view, other shapes: a 1x1 conv and a linear layer, both 16x16.
+    shapes = SHAPES + [(16, 16, 1, 1), (16, 16), (16, 16, 1, 1), (512,)]
+    tensors = [torch.randn(shape) for shape in shapes]
+    tensors[-2] = tensors[-2].to(memory_format=torch.channels_last)
+    plan = reduce.HeatmapPlan(tensors, batch=batch)
+    assert sorted(plan.order) == list(range(len(tensors)))
+    flat = torch.cat(plan.flat_grids(tensors))
+    offset = 0
+    for index in plan.order:
+        rows, cols, _ = plan.shapes[index]
+        grid = flat[offset : offset + rows * cols].reshape(rows, cols) * plan.scales[index]
+        offset += rows * cols
+        want, _ = reduce.heatmap_grid("t", tensors[index])
+        np.testing.assert_allclose(grid.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    assert offset == flat.numel()
+
+
 def test_heatmap_plan_rejects_other_tensors():
     plan = reduce.HeatmapPlan([torch.zeros(3)])
     with pytest.raises(ValueError, match="1 planned"):
