@@ -176,17 +176,17 @@ def test_gradient_accumulation_counts_optimizer_steps(tmp_path, kernels):
     assert_logged_equals(got, reference(steps=4, log_every=2, micro=3))
 
 
-def test_grad_scaler_gives_the_fp32_norms(tmp_path, kernels):
+def check_grad_scaler_gives_the_fp32_norms(tmp_path, device):
     runs = {}
     for name in ("fp32", "scaled"):
-        model = make_model()
+        model = make_model(device)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
         writer = SummaryWriter(str(tmp_path / name))
         writer.watch(model, optimizer, log_every=1)
         # A power-of-two scale: scaling and unscaling are exact, so the
         # unscaled gradients equal the fp32 ones bit for bit.
-        scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12) if name == "scaled" else None
-        train(model, optimizer, make_batches(3), scaler=scaler)
+        scaler = torch.amp.GradScaler(device, init_scale=2.0**12) if name == "scaled" else None
+        train(model, optimizer, make_batches(3, device), scaler=scaler)
         writer.close()
         runs[name] = read(str(tmp_path))[name]
     for tag in ("gradients/norm", "gradients/mean_abs", "gradients/max_abs", "updates/ratio"):
@@ -195,16 +195,16 @@ def test_grad_scaler_gives_the_fp32_norms(tmp_path, kernels):
             np.testing.assert_array_equal(a, b, err_msg=tag)
 
 
-def test_gradients_and_weights_are_bit_identical_with_and_without_watch(tmp_path, kernels):
+def check_gradients_and_weights_are_bit_identical(tmp_path, device):
     results = []
     for watched in (False, True):
-        model = make_model()
+        model = make_model(device)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
         writer = SummaryWriter(str(tmp_path / str(watched)))
         if watched:
             writer.watch(model, optimizer, log_every=1, class_names=CLASSES)
         grads = []
-        train(model, optimizer, make_batches(4),
+        train(model, optimizer, make_batches(4, device),
               after_backward=lambda m: grads.append([p.grad.clone() for p in m.parameters()]))
         writer.close()
         results.append((grads, [p.detach().clone() for p in model.parameters()]))
@@ -214,6 +214,14 @@ def test_gradients_and_weights_are_bit_identical_with_and_without_watch(tmp_path
             assert torch.equal(a, b)
     for a, b in zip(params_a, params_b):
         assert torch.equal(a, b)
+
+
+def test_grad_scaler_gives_the_fp32_norms(tmp_path, kernels):
+    check_grad_scaler_gives_the_fp32_norms(tmp_path, "cpu")
+
+
+def test_gradients_and_weights_are_bit_identical_with_and_without_watch(tmp_path, kernels):
+    check_gradients_and_weights_are_bit_identical(tmp_path, "cpu")
 
 
 def test_without_optimizer_counts_training_forwards_not_eval(tmp_path):
@@ -349,8 +357,8 @@ def test_class_names_that_do_not_fit_the_output_warn_once(tmp_path):
     assert got["gradients/norm"].steps == [0, 1]
 
 
-def test_nonfinite_gradients_are_counted_kept_and_warned_once(tmp_path, kernels):
-    model = make_model()
+def check_nonfinite_gradients_are_counted_kept_and_warned_once(tmp_path, device):
+    model = make_model(device)
     # The poisoned parameters are not stepped, so the weights stay finite.
     optimizer = torch.optim.SGD([model[0].weight], lr=0.1)
     writer = SummaryWriter(str(tmp_path / "run"))
@@ -361,7 +369,7 @@ def test_nonfinite_gradients_are_counted_kept_and_warned_once(tmp_path, kernels)
         m[4].bias.grad[1] = float("inf")
 
     with pytest.warns(RuntimeWarning, match=r"2\.weight \(3\), 4\.bias \(1\)") as record:
-        train(model, optimizer, make_batches(3), after_backward=poison)
+        train(model, optimizer, make_batches(3, device), after_backward=poison)
         writer.flush()
     assert sum("NaN/Inf" in str(w.message) for w in record) == 1  # once per tag
     writer.close()
@@ -374,6 +382,10 @@ def test_nonfinite_gradients_are_counted_kept_and_warned_once(tmp_path, kernels)
         assert np.isnan(norms[labels.index("2.weight")])
         assert np.isposinf(norms[labels.index("4.bias")])
         assert np.isfinite(norms[labels.index("0.weight")])
+
+
+def test_nonfinite_gradients_are_counted_kept_and_warned_once(tmp_path, kernels):
+    check_nonfinite_gradients_are_counted_kept_and_warned_once(tmp_path, "cpu")
 
 
 def test_nonfinite_counts_on_the_device_path_match(tmp_path):

@@ -23,6 +23,9 @@ import torch.nn.functional as F  # noqa: E402
 from test_watch import (  # noqa: E402
     CLASSES,
     assert_logged_equals,
+    check_grad_scaler_gives_the_fp32_norms,
+    check_gradients_and_weights_are_bit_identical,
+    check_nonfinite_gradients_are_counted_kept_and_warned_once,
     make_batches,
     make_model,
     reference,
@@ -56,42 +59,11 @@ def test_every_tag_equals_its_reference_computation_on_cuda(tmp_path):
 def test_gradients_and_weights_are_bit_identical_with_and_without_watch_on_cuda(
     tmp_path, deterministic
 ):
-    results = []
-    for watched in (False, True):
-        model = make_model(CUDA)
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-        writer = SummaryWriter(str(tmp_path / str(watched)))
-        if watched:
-            writer.watch(model, optimizer, log_every=1, class_names=CLASSES)
-        grads = []
-        train(model, optimizer, make_batches(4, CUDA),
-              after_backward=lambda m: grads.append([p.grad.clone() for p in m.parameters()]))
-        writer.close()
-        results.append((grads, [p.detach().clone() for p in model.parameters()]))
-    (grads_a, params_a), (grads_b, params_b) = results
-    for step_a, step_b in zip(grads_a, grads_b):
-        for a, b in zip(step_a, step_b):
-            assert torch.equal(a, b)
-    for a, b in zip(params_a, params_b):
-        assert torch.equal(a, b)
+    check_gradients_and_weights_are_bit_identical(tmp_path, CUDA)
 
 
 def test_grad_scaler_gives_the_fp32_norms_on_cuda(tmp_path, deterministic):
-    runs = {}
-    for name in ("fp32", "scaled"):
-        model = make_model(CUDA)
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-        writer = SummaryWriter(str(tmp_path / name))
-        writer.watch(model, optimizer, log_every=1)
-        # Power-of-two scale: scaling and unscaling are exact.
-        scaler = torch.amp.GradScaler("cuda", init_scale=2.0**12) if name == "scaled" else None
-        train(model, optimizer, make_batches(3, CUDA), scaler=scaler)
-        writer.close()
-        runs[name] = read(str(tmp_path))[name]
-    for tag in ("gradients/norm", "gradients/mean_abs", "gradients/max_abs", "updates/ratio"):
-        assert runs["scaled"][tag].steps == [0, 1, 2]
-        for a, b in zip(runs["scaled"][tag].values, runs["fp32"][tag].values):
-            np.testing.assert_array_equal(a, b, err_msg=tag)
+    check_grad_scaler_gives_the_fp32_norms(tmp_path, CUDA)
 
 
 def test_fp16_autocast_logs_the_unscaled_gradients_the_optimizer_used(tmp_path):
@@ -119,27 +91,7 @@ def test_fp16_autocast_logs_the_unscaled_gradients_the_optimizer_used(tmp_path):
 
 
 def test_nonfinite_gradients_are_counted_on_the_device(tmp_path):
-    model = make_model(CUDA)
-    optimizer = torch.optim.SGD([model[0].weight], lr=0.1)
-    writer = SummaryWriter(str(tmp_path / "run"))
-    writer.watch(model, optimizer, log_every=1)
-
-    def poison(m):
-        m[2].weight.grad[0, :3] = float("nan")
-        m[4].bias.grad[1] = float("-inf")
-
-    with pytest.warns(RuntimeWarning, match=r"2\.weight \(3\), 4\.bias \(1\)"):
-        train(model, optimizer, make_batches(2, CUDA), after_backward=poison)
-        writer.flush()
-    writer.close()
-    got = read(str(tmp_path))["run"]
-    labels = got["gradients/nonfinite"].labels
-    for counts, norms in zip(got["gradients/nonfinite"].values, got["gradients/norm"].values):
-        assert counts[labels.index("2.weight")] == 3
-        assert counts[labels.index("4.bias")] == 1
-        assert counts[labels.index("0.weight")] == 0
-        assert np.isnan(norms[labels.index("2.weight")])
-        assert np.isposinf(norms[labels.index("4.bias")])
+    check_nonfinite_gradients_are_counted_kept_and_warned_once(tmp_path, CUDA)
 
 
 def test_a_logging_step_never_waits_for_the_device(tmp_path):
