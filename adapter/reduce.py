@@ -266,8 +266,10 @@ class HeatmapPlan:
         self.order = [index for indices, *_ in self._groups for index in indices]
 
     def flat_grids(self, tensors):
-        """Unscaled grids (see `grids`) as 1-D float32 pieces, one per group
-        of same-shaped tensors; concatenated, they hold each tensor's grid,
+        """Pools `tensors` (same shapes as planned) into float32 grids, left
+        as block sums where an axis divides evenly (multiply by `scales[i]`,
+        e.g. on the host, for means), as 1-D pieces, one per group of
+        same-shaped tensors; concatenated, they hold each tensor's grid,
         row-major, in `self.order`.
 
         No per-tensor views or selects: on a launch-bound accelerator every
@@ -281,39 +283,11 @@ class HeatmapPlan:
                 if len(indices) == 1:
                     stacked = tensors[indices[0]].reshape(1, rows, cols)
                 else:
+                    # Members share their whole shape (see __init__).
                     stacked = torch.stack([tensors[i] for i in indices]).reshape(-1, rows, cols)
                 pooled, _ = _pool_batch(stacked, rows, cols, out_rows, out_cols)
                 pieces.append(pooled.reshape(-1))
         return pieces
-
-    def grids(self, tensors, scaled=True):
-        """Pools `tensors` (same shapes as planned) into float32 grids.
-
-        Args:
-          tensors: The tensors, in planned order.
-          scaled: When False, block means are left as block sums (saves a
-            kernel per tensor); multiply by `scales[i]` later, e.g. on the
-            host.
-
-        Returns:
-          A list of `[rows, cols]` float32 tensors, in input order; a grid
-          that needed no pooling may share memory with its input.
-        """
-        if len(tensors) != self.count:
-            raise ValueError("heatmap plan: %d tensors given, %d planned" % (len(tensors), self.count))
-        results = [None] * self.count
-        with torch.no_grad():
-            for indices, rows, cols, out_rows, out_cols in self._groups:
-                if len(indices) == 1:
-                    stacked = tensors[indices[0]].detach().reshape(1, rows, cols)
-                else:
-                    stacked = torch.stack([tensors[i].detach().reshape(rows, cols) for i in indices])
-                pooled, scale = _pool_batch(stacked, rows, cols, out_rows, out_cols)
-                if scaled and scale != 1.0:
-                    pooled = pooled * scale
-                for position, index in enumerate(indices):
-                    results[index] = pooled[position]
-        return results
 
     @property
     def scales(self):
@@ -359,18 +333,6 @@ def _pool_batch(batch, rows, cols, out_rows, out_cols):
             batch = F.adaptive_avg_pool1d(batch.reshape(n * out_rows, 1, cols), out_cols)
             batch = batch.reshape(n, out_rows, out_cols)
     return batch, scale
-
-
-def heatmap_grids(tensors, max_cells=DEFAULT_MAX_CELLS):
-    """`heatmap_grid` for many tensors at once (see `HeatmapPlan`).
-
-    Returns:
-      A list, in input order, of `(grid, reduction)` like `heatmap_grid`.
-    """
-    plan = HeatmapPlan(tensors, max_cells)
-    return [
-        (grid, shape[2]) for grid, shape in zip(plan.grids(tensors), plan.shapes)
-    ]
 
 
 def _norm_dtype(tensors):

@@ -245,13 +245,10 @@ class _ValueEncoder:
     def __init__(self):
         self._prefixes = {}
 
-    def summary_entry(self, tag, array):
-        """`Summary.value` entry bytes (field 1) for `array` under `tag`."""
-        return b"".join(self.summary_parts(tag, array))
-
     def summary_parts(self, tag, array):
-        """`summary_entry` as `(prefix, data)`: bytes, and a view of the
-        contiguous `array` (joined once with the whole event, no copy here).
+        """The `Summary.value` entry (field 1) for `array` under `tag`, as
+        `(prefix, data)`: bytes, and a view of the contiguous `array` (joined
+        once with the whole event, no copy here).
 
         Every byte before the data depends only on the tag, dtype and shape,
         so the prefix is built once per tag.

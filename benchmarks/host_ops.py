@@ -27,30 +27,14 @@ import sys
 import tempfile
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from overhead import Bottleneck  # noqa: E402
+from overhead import resnet50  # noqa: E402
 
 from torch_visualization import SummaryWriter  # noqa: E402
 from torch_visualization import watch as watch_module  # noqa: E402
-
-
-def slim_resnet50(divisor=16, classes=10):
-    """ResNet-50's layers and parameter list, every width / `divisor`."""
-    width = 64 // divisor
-    layers = [nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width),
-              nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)]
-    inplanes = width
-    for planes, blocks, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
-        planes //= divisor
-        for index in range(blocks):
-            layers.append(Bottleneck(inplanes, planes, stride if index == 0 else 1))
-            inplanes = planes * 4
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(inplanes, classes)]
-    return nn.Sequential(*layers)
 
 
 class _CountCalls(TorchDispatchMode):
@@ -66,7 +50,7 @@ class _CountCalls(TorchDispatchMode):
 def count_step_calls(watched):
     """ATen calls of one training step (the 4th), watched at every step or not."""
     torch.manual_seed(0)
-    model = slim_resnet50()
+    model = resnet50(classes=10, width_divisor=16)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, foreach=True)
     writer = None
     if watched:

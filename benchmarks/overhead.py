@@ -52,7 +52,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter as StockWriter
 
-from torch_visualization import SummaryWriter
+from torch_visualization import SummaryWriter, reduce
 
 # -- models --------------------------------------------------------------------
 
@@ -97,20 +97,23 @@ class Bottleneck(nn.Module):
         return self.relu(y + identity)
 
 
-def resnet50(classes=1000):
-    """ResNet-50 (25.6M parameters), the torchvision layout, built locally."""
+def resnet50(classes=1000, width_divisor=1):
+    """ResNet-50 (25.6M parameters), the torchvision layout, built locally;
+    every width divided by `width_divisor` (same layers and parameter list)."""
+    width = 64 // width_divisor
     layers = [
-        nn.Conv2d(3, 64, 7, 2, 3, bias=False),
-        nn.BatchNorm2d(64),
+        nn.Conv2d(3, width, 7, 2, 3, bias=False),
+        nn.BatchNorm2d(width),
         nn.ReLU(inplace=True),
         nn.MaxPool2d(3, 2, 1),
     ]
-    inplanes = 64
+    inplanes = width
     for planes, blocks, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
+        planes //= width_divisor
         for index in range(blocks):
             layers.append(Bottleneck(inplanes, planes, stride if index == 0 else 1))
             inplanes = planes * 4
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2048, classes)]
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(inplanes, classes)]
     return nn.Sequential(*layers)
 
 
@@ -206,21 +209,12 @@ class Mode:
                 if param.grad is not None]
 
     def _gradient_stats(self):
-        """gradstats@N: dot product, then |g| into a scratch buffer, its sum
-        and its max (CPU); `_foreach_norm` of order 2, 1 and inf elsewhere."""
+        """gradstats@N: `reduce.gradient_stats`, the kernels watch() uses
+        (CPU: a dot product, then |g| into a kept buffer, its sum and its
+        max; elsewhere `_foreach_norm` of order 2, 1 and inf)."""
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        with torch.no_grad():
-            if grads and grads[0].device.type == "cpu":
-                scratch = self._scratch
-                for grad in grads:
-                    flat = grad.reshape(-1)
-                    torch.dot(flat, flat)
-                    absolute = torch.abs(flat, out=scratch[: flat.numel()])
-                    absolute.sum()
-                    absolute.max()
-            else:
-                for order in (2, 1, float("inf")):
-                    torch._foreach_norm(grads, order)
+        if grads:
+            reduce.gradient_stats(grads, self._scratch if grads[0].device.type == "cpu" else None)
 
     def _stock_log(self, step):
         for name, param in self.model.named_parameters():

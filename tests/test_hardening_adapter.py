@@ -224,6 +224,14 @@ def _event_file(writer):
     return writer.file_writer.event_writer._file_name
 
 
+def _fill_disk(writer):
+    """The event file is appended to by name, record by record: from now on
+    the writer thread writes to /dev/full (ENOSPC)."""
+    path = _event_file(writer)
+    os.remove(path)
+    os.symlink("/dev/full", path)
+
+
 def _train_with_failing_disk(tmp_path, break_file):
     """Logs 5 steps, breaks the event file, logs 100 more; returns the warnings."""
     with warnings.catch_warnings(record=True) as caught, _ThreadErrors() as thread:
@@ -244,14 +252,7 @@ def _train_with_failing_disk(tmp_path, break_file):
 
 
 def test_disk_full_is_a_warning_not_a_crash(tmp_path):
-    def fill_disk(writer):
-        # The event file is appended to by name, record by record: from now
-        # on the writer thread writes to /dev/full (ENOSPC).
-        path = _event_file(writer)
-        os.remove(path)
-        os.symlink("/dev/full", path)
-
-    messages = _train_with_failing_disk(tmp_path, fill_disk)
+    messages = _train_with_failing_disk(tmp_path, _fill_disk)
     failures = [m for m in messages if "failed" in m]
     assert len(failures) == 1, messages  # reported once, not per event
     assert "No space left on device" in failures[0] and "events.out.tfevents" in failures[0]
@@ -314,12 +315,7 @@ def _watched_training(tmp_path, fault):
 
 
 def test_watch_survives_a_full_disk(tmp_path):
-    def fill_disk(writer):
-        path = _event_file(writer)
-        os.remove(path)
-        os.symlink("/dev/full", path)
-
-    messages = _watched_training(tmp_path, fill_disk)
+    messages = _watched_training(tmp_path, _fill_disk)
     assert sum("No space left on device" in m and "failed" in m for m in messages) == 1, messages
     assert sum("were not written" in m for m in messages) == 1, messages
 

@@ -16,35 +16,26 @@ SHAPES = [(512, 784), (100, 37), (512,), (8, 3, 3, 3), (130, 130), (10, 128), (3
 
 
 @pytest.mark.parametrize("batch", [False, True])
-def test_heatmap_plan_equals_heatmap_grid(batch):
-    torch.manual_seed(0)
-    tensors = [torch.randn(shape) for shape in SHAPES] + [torch.randn(512)]
-    tensors.append(torch.randn(10, 128).to(torch.bfloat16))
-    plan = reduce.HeatmapPlan(tensors, batch=batch)
-    for tensor, grid, (rows, cols, reduction) in zip(tensors, plan.grids(tensors), plan.shapes):
-        want, want_reduction = reduce.heatmap_grid("t", tensor)
-        assert grid.dtype == torch.float32
-        assert tuple(grid.shape) == (rows, cols) == tuple(want.shape)
-        assert reduction == want_reduction
-        np.testing.assert_allclose(grid.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize("batch", [False, True])
 def test_heatmap_plan_flat_grids_hold_every_grid_in_plan_order(batch):
     torch.manual_seed(0)
     # Same matrix view, other shapes: a 1x1 conv and a linear layer, both 16x16.
     shapes = SHAPES + [(16, 16, 1, 1), (16, 16), (16, 16, 1, 1), (512,)]
     tensors = [torch.randn(shape) for shape in shapes]
     tensors[-2] = tensors[-2].to(memory_format=torch.channels_last)
+    tensors.append(torch.randn(10, 128).to(torch.bfloat16))
     plan = reduce.HeatmapPlan(tensors, batch=batch)
     assert sorted(plan.order) == list(range(len(tensors)))
-    flat = torch.cat(plan.flat_grids(tensors))
+    pieces = plan.flat_grids(tensors)
+    assert all(piece.dtype == torch.float32 for piece in pieces)
+    flat = torch.cat(pieces)
     offset = 0
     for index in plan.order:
-        rows, cols, _ = plan.shapes[index]
+        rows, cols, reduction = plan.shapes[index]
         grid = flat[offset : offset + rows * cols].reshape(rows, cols) * plan.scales[index]
         offset += rows * cols
-        want, _ = reduce.heatmap_grid("t", tensors[index])
+        want, want_reduction = reduce.heatmap_grid("t", tensors[index])
+        assert (rows, cols) == tuple(want.shape)
+        assert reduction == want_reduction
         np.testing.assert_allclose(grid.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
     assert offset == flat.numel()
 
@@ -52,7 +43,7 @@ def test_heatmap_plan_flat_grids_hold_every_grid_in_plan_order(batch):
 def test_heatmap_plan_rejects_other_tensors():
     plan = reduce.HeatmapPlan([torch.zeros(3)])
     with pytest.raises(ValueError, match="1 planned"):
-        plan.grids([torch.zeros(3), torch.zeros(3)])
+        plan.flat_grids([torch.zeros(3), torch.zeros(3)])
     with pytest.raises(ValueError, match="shape"):
         reduce.HeatmapPlan([torch.zeros(0)])
 
@@ -110,4 +101,3 @@ def test_value_encoder_bytes_equal_protobufs(array):
     encoder = watch_module._ValueEncoder()
     for _ in range(2):  # the second call reuses the kept prefix
         assert b"".join(encoder.summary_parts(tag, array)) == expected
-        assert encoder.summary_entry(tag, array) == expected
