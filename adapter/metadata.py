@@ -18,7 +18,8 @@ from torch_visualization import plugin_data_pb2
 PLUGIN_NAME = "torch_visualization"
 
 # Bump when PluginData changes meaning; readers skip newer content.
-PROTO_VERSION = 1
+# 2: the ATTENTION kind and float16 heatmap steps (PluginData.encoding).
+PROTO_VERSION = 2
 
 PluginData = plugin_data_pb2.PluginData
 
@@ -28,6 +29,7 @@ KIND_NAMES = {
     PluginData.BARS: "bars",
     PluginData.SCATTER: "scatter",
     PluginData.CONFUSION: "confusion",
+    PluginData.ATTENTION: "attention",
 }
 KINDS_BY_NAME = {name: kind for kind, name in KIND_NAMES.items()}
 
@@ -144,6 +146,8 @@ def check_values(data, values):
             ok = len(data.stat_names) in (0, shape[1])
     elif kind == "confusion":
         ok = values.ndim == 2 and shape[0] == shape[1] and (not labels or shape[0] == labels)
+    elif kind == "attention":
+        ok = values.ndim == 3
     else:
         ok = values.ndim == 2 and shape[1] == SCATTER_COLUMNS
     if not ok:
