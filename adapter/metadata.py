@@ -37,6 +37,20 @@ KINDS_BY_NAME = {name: kind for kind, name in KIND_NAMES.items()}
 SCATTER_COLUMNS = 3
 SCATTER_NO_CLASS = -1
 
+# Heatmap steps stored as float16 (PluginData.FLOAT16_RANGE_ROW; the layout is
+# in plugin_data.proto). The float16 cells hold cell * 2**k, k chosen so the
+# largest finite |cell| lands in [2**14, 2**15): a power of two is exact both
+# ways and lets weight-sized values (1e-3 with cells near 0) keep float16's
+# full precision, which unscaled float16 loses below 2**-14.
+_F16_TOP = 15
+# Scaled nonzero cells must be float16 normals: relative error <= 2**-11.
+_F16_MIN_NORMAL_EXPONENT = -14
+# Decoded cells must be float32 normals too (a float32 subnormal input has
+# fewer bits than float16 would promise).
+_F32_MIN_NORMAL_EXPONENT = -126
+# The range row's first entries: min low, min high, max low, max high.
+_RANGE_ENTRIES = 4
+
 
 class ContentError(ValueError):
     """Plugin content that this version cannot read (damaged or newer)."""
@@ -50,6 +64,7 @@ def create_summary_metadata(
     reduction="",
     stat_names=(),
     description="",
+    encoding=PluginData.FLOAT32,
 ):
     """Builds the `SummaryMetadata` for one of our values.
 
@@ -60,6 +75,9 @@ def create_summary_metadata(
       reduction: Heatmap only: "none" or "mean_pool".
       stat_names: Bars only: names of the stat columns of a 2-D tensor.
       description: Shown by TensorBoard's generic tag listings.
+      encoding: Heatmap only: `PluginData.FLOAT32` (every step float32) or
+        `PluginData.FLOAT16_RANGE_ROW` (steps as `encode_heatmap_grid`
+        returns them); the enum value or its name.
 
     Returns:
       A `summary_pb2.SummaryMetadata`.
@@ -69,6 +87,15 @@ def create_summary_metadata(
             "unknown chart kind %r; expected one of %s"
             % (kind, ", ".join(sorted(KINDS_BY_NAME)))
         )
+    names = PluginData.Encoding.keys()
+    if isinstance(encoding, str) and encoding in names:
+        encoding = PluginData.Encoding.Value(encoding)
+    if isinstance(encoding, bool) or encoding not in PluginData.Encoding.values():
+        raise ValueError(
+            "unknown heatmap encoding %r; expected one of %s" % (encoding, ", ".join(names))
+        )
+    if encoding != PluginData.FLOAT32 and kind != "heatmap":
+        raise ValueError("encoding %s is for heatmaps, not %s" % (PluginData.Encoding.Name(encoding), kind))
     content = PluginData(
         version=PROTO_VERSION,
         kind=KINDS_BY_NAME[kind],
@@ -76,6 +103,7 @@ def create_summary_metadata(
         original_shape=[int(d) for d in original_shape],
         reduction=reduction,
         stat_names=list(stat_names),
+        encoding=encoding,
     )
     return summary_pb2.SummaryMetadata(
         summary_description=description,
@@ -125,7 +153,9 @@ def check_values(data, values):
 
     Args:
       data: Parsed `PluginData` of the tag.
-      values: The numpy array read back from the event file.
+      values: The numpy array read back from the event file (a heatmap
+        step stored as float16 is `[rows + 1, cols]`, see
+        `encode_heatmap_grid`).
 
     Raises:
       ContentError: the tensor disagrees with the metadata (a damaged log
@@ -138,6 +168,8 @@ def check_values(data, values):
         raise ContentError("%s tensor has non-numeric dtype %s" % (kind, values.dtype))
     if kind == "heatmap":
         ok = values.ndim == 2
+        if ok and values.dtype == np.float16:
+            _check_float16_heatmap(values)
     elif kind == "pie":
         ok = values.ndim == 1 and (not labels or shape[0] == labels)
     elif kind == "bars":
@@ -155,3 +187,125 @@ def check_values(data, values):
             "%s tensor of shape %s disagrees with its metadata (%d labels)"
             % (kind, list(shape), labels)
         )
+
+
+def _scale_exponent(max_abs):
+    """k such that `max_abs * 2**k` lies in [2**14, 2**15); 0 for 0 or NaN."""
+    if not max_abs > 0:
+        return 0
+    # frexp: max_abs = f * 2**e with 0.5 <= f < 1, exactly.
+    return _F16_TOP - int(np.frexp(max_abs)[1])
+
+
+def _finite_range(grid):
+    """`(min, max)` of the finite cells as Python floats, or None."""
+    finite = np.isfinite(grid)
+    if finite.all():
+        return float(grid.min()), float(grid.max())
+    if not finite.any():
+        return None
+    cells = grid[finite]
+    return float(cells.min()), float(cells.max())
+
+
+def encode_heatmap_grid(grid):
+    """The array to store for one heatmap step: float16 where the values fit.
+
+    The float16 form (`PluginData.FLOAT16_RANGE_ROW`, see plugin_data.proto)
+    is `[rows + 1, cols]`: the cells times a power of two, then a row holding
+    the exact float32 min and max of the finite cells. It is used when every
+    finite nonzero cell, so scaled, is a float16 normal number (each cell
+    then keeps float16's relative precision, 2**-11, about 3 significant
+    digits): the finite cells span less than about 2**28 (nonzero |x| at
+    least max|x| * 2**-29) and are float32 normals. NaN and +/-Inf are kept
+    exactly. Otherwise, and for grids of fewer than 4 columns (no room for the
+    range row; such grids are tiny anyway), the float32 grid is returned.
+
+    Args:
+      grid: Array-like `[rows, cols]` of real numbers (stored as float32).
+
+    Returns:
+      A float16 `[rows + 1, cols]` or a float32 `[rows, cols]` array; decode
+      either with `decode_heatmap_values`.
+
+    Raises:
+      TypeError: not real numbers.
+      ValueError: not 2-D.
+    """
+    grid = np.asarray(grid)
+    if grid.dtype.kind not in "iuf":
+        raise TypeError("heatmap grid must be real numbers, got dtype %s" % grid.dtype)
+    if grid.ndim != 2:
+        raise ValueError("heatmap grid must be 2-D, got shape %s" % list(grid.shape))
+    grid = grid.astype(np.float32, copy=False)
+    rows, cols = grid.shape
+    if cols < _RANGE_ENTRIES or rows == 0:
+        return grid
+    value_range = _finite_range(grid)
+    if value_range is None:
+        vmin = vmax = np.float32(np.nan)
+        k = 0
+    else:
+        vmin, vmax = np.float32(value_range[0]), np.float32(value_range[1])
+        k = _scale_exponent(max(-vmin, vmax))
+        # The smallest magnitude a nonzero cell may have; NaN compares False.
+        floor = 2.0 ** max(_F16_MIN_NORMAL_EXPONENT - k, _F32_MIN_NORMAL_EXPONENT)
+        magnitude = np.abs(grid)
+        if ((magnitude < floor) & (magnitude != 0)).any():
+            return grid
+    encoded = np.zeros((rows + 1, cols), dtype=np.float16)
+    encoded[:rows] = np.ldexp(grid, k) if k else grid
+    # Little-endian float32 bytes read as little-endian 16-bit halves give
+    # min low, min high, max low, max high on any host.
+    halves = np.array([vmin, vmax], dtype="<f4").view("<u2").astype(np.uint16)
+    encoded[rows, :_RANGE_ENTRIES] = halves.view(np.float16)
+    return encoded
+
+
+def _check_float16_heatmap(values):
+    """Raises ContentError unless `values` has the float16 heatmap layout."""
+    rows, cols = values.shape
+    if rows < 2 or cols < _RANGE_ENTRIES:
+        raise ContentError(
+            "float16 heatmap tensor of shape %s has no room for its range row "
+            "(needs at least 2 rows and %d columns)" % ([rows, cols], _RANGE_ENTRIES)
+        )
+    if np.ascontiguousarray(values[-1, _RANGE_ENTRIES:]).view(np.uint16).any():
+        raise ContentError("float16 heatmap range row has nonzero reserved entries")
+
+
+def decode_heatmap_values(values):
+    """The grid of one stored heatmap step, and its exact range.
+
+    Args:
+      values: The array read back from the event file: float32 `[rows, cols]`
+        (every log before version 2, and grids that did not fit float16) or
+        float16 `[rows + 1, cols]` as `encode_heatmap_grid` made it.
+
+    Returns:
+      `(grid, value_range)`: `grid` is float32 `[rows, cols]` for float16
+      steps (other arrays are returned as they are), NaN/+-Inf in place;
+      `value_range` is `(min, max)` of the finite cells as exact Python
+      floats (from the range row for float16 steps), or None when no cell is
+      finite.
+
+    Raises:
+      ContentError: a float16 array without a valid range row.
+    """
+    values = np.asarray(values)
+    if values.dtype != np.float16:
+        return values, _finite_range(values)
+    if values.ndim != 2:
+        raise ContentError("float16 heatmap tensor must be 2-D, got shape %s" % list(values.shape))
+    _check_float16_heatmap(values)
+    halves = np.ascontiguousarray(values[-1, :_RANGE_ENTRIES]).view(np.uint16)
+    vmin, vmax = halves.astype("<u2").view("<f4").astype(np.float32)
+    if np.isnan(vmin) and np.isnan(vmax):
+        value_range, k = None, 0
+    elif not (np.isfinite(vmin) and np.isfinite(vmax) and vmin <= vmax):
+        raise ContentError("float16 heatmap range row holds no valid range (%r, %r)" % (vmin, vmax))
+    else:
+        value_range = (float(vmin), float(vmax))
+        k = _scale_exponent(max(-vmin, vmax))
+    grid = values[:-1].astype(np.float32)
+    return (np.ldexp(grid, -k) if k else grid), value_range

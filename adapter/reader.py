@@ -82,6 +82,9 @@ def read(logdir):
                 try:
                     values = tensor_util.make_ndarray(event.tensor_proto)
                     metadata.check_values(data, values)
+                    if series.kind == "heatmap":
+                        # float16 steps come back as float32 [rows, cols].
+                        values = metadata.decode_heatmap_values(values)[0]
                 except (ValueError, TypeError) as e:
                     logger.warning(
                         "skipping run %r tag %r step %d: %s", run, tag, event.step, e

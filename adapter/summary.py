@@ -8,7 +8,7 @@ before these are called, in `torch_visualization.reduce`.
 from __future__ import annotations
 
 import numpy as np
-from tensorboard.compat.proto import summary_pb2
+from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorboard.util import tensor_util
 
 from torch_visualization import metadata
@@ -54,6 +54,31 @@ def _check_labels(tag, labels, count, what):
     return labels
 
 
+def tensor_proto(array):
+    """A `TensorProto` of a numpy array, float16 as raw bytes.
+
+    `tensor_util.make_tensor_proto` writes float16 into `half_val`, one
+    varint per element (a 64x64 heatmap step: 10.5 KB instead of 8.3 KB);
+    `tensor_content` holds the little-endian bytes that every reader's
+    `tensor_util.make_ndarray` takes first.
+
+    Args:
+      array: A numpy array.
+
+    Returns:
+      A `tensor_pb2.TensorProto`.
+    """
+    if array.dtype != np.float16:
+        return tensor_util.make_tensor_proto(array)
+    return tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_HALF,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in array.shape]
+        ),
+        tensor_content=array.astype("<f2", copy=False).tobytes(),
+    )
+
+
 def _summary(tag, array, summary_metadata):
     if not isinstance(tag, str) or not tag:
         raise TypeError("tag must be a non-empty string, got %r" % (tag,))
@@ -61,7 +86,7 @@ def _summary(tag, array, summary_metadata):
         value=[
             summary_pb2.Summary.Value(
                 tag=tag,
-                tensor=tensor_util.make_tensor_proto(array),
+                tensor=tensor_proto(array),
                 metadata=summary_metadata,
             )
         ]
@@ -79,7 +104,9 @@ def heatmap_summary(tag, grid, *, original_shape, reduction="none"):
         "mean_pool" when cells are means over blocks of the original.
 
     Returns:
-      A `Summary` proto holding one float32 tensor.
+      A `Summary` proto holding one tensor: float16 `[rows + 1, cols]` when
+      the values fit, else float32 `[rows, cols]`
+      (`metadata.encode_heatmap_grid`).
     """
     grid = _as_array(tag, grid, np.float32)
     if grid.ndim != 2:
@@ -90,9 +117,12 @@ def heatmap_summary(tag, grid, *, original_shape, reduction="none"):
         raise ValueError("%r: unknown reduction %r" % (tag, reduction))
     return _summary(
         tag,
-        grid,
+        metadata.encode_heatmap_grid(grid),
         metadata.create_summary_metadata(
-            "heatmap", original_shape=original_shape, reduction=reduction
+            "heatmap",
+            original_shape=original_shape,
+            reduction=reduction,
+            encoding=metadata.PluginData.FLOAT16_RANGE_ROW,
         ),
     )
 
@@ -239,4 +269,75 @@ def confusion_summary(tag, counts, *, class_names=None):
     names = _check_labels(tag, class_names, counts.shape[0], "class_names")
     return _summary(
         tag, counts, metadata.create_summary_metadata("confusion", labels=names)
+    )
+
+
+def attention_summary(tag, weights, *, original_shape, reduction="none", tokens=None):
+    """An attention value: per-head attention weights of one example.
+
+    Weights are kept as given (NaN and +/-Inf included: they mark a
+    numerical failure the user wants to see); rows need not sum to one
+    exactly, since pooling and masking change that.
+
+    Args:
+      tag: The tag.
+      weights: Array-like `[heads, queries, keys]`, each side already pooled
+        to a bounded number of positions (at most 64 in `watch()`).
+      original_shape: `[heads, queries, keys]` before pooling.
+      reduction: "none" when `weights` are the maps themselves, "mean_pool"
+        when positions were averaged in blocks.
+      tokens: Optional label of each position, for unpooled self-attention
+        (queries == keys): one string per position.
+
+    Returns:
+      A `Summary` proto holding one float32 tensor.
+    """
+    weights = _as_array(tag, weights, np.float32)
+    if weights.ndim != 3:
+        raise ValueError(
+            "%r: attention weights must be 3-D [heads, queries, keys], got shape %s"
+            % (tag, list(weights.shape))
+        )
+    if reduction not in ("none", "mean_pool"):
+        raise ValueError("%r: unknown reduction %r" % (tag, reduction))
+    try:
+        original = [int(d) for d in original_shape]
+    except (TypeError, ValueError):
+        raise TypeError(
+            "%r: original_shape must be a sequence of 3 integers, got %r" % (tag, original_shape)
+        ) from None
+    if len(original) != 3 or min(original) <= 0:
+        raise ValueError(
+            "%r: original_shape must be 3 positive sizes [heads, queries, keys], got %s"
+            % (tag, original)
+        )
+    shape = list(weights.shape)
+    if original[0] != shape[0] or original[1] < shape[1] or original[2] < shape[2]:
+        raise ValueError(
+            "%r: weights of shape %s cannot come from original_shape %s (same heads, "
+            "no more positions than before pooling)" % (tag, shape, original)
+        )
+    if reduction == "none" and original != shape:
+        raise ValueError(
+            "%r: reduction 'none' but the weights' shape %s differs from original_shape %s"
+            % (tag, shape, original)
+        )
+    names = [] if tokens is None else list(tokens)
+    if names:
+        if reduction != "none":
+            raise ValueError(
+                "%r: tokens label unpooled positions, but the weights were %s" % (tag, reduction)
+            )
+        if shape[1] != shape[2]:
+            raise ValueError(
+                "%r: tokens label self-attention positions; queries (%d) and keys (%d) differ"
+                % (tag, shape[1], shape[2])
+            )
+    names = _check_labels(tag, names, shape[2], "tokens")
+    return _summary(
+        tag,
+        weights,
+        metadata.create_summary_metadata(
+            "attention", labels=names, original_shape=original, reduction=reduction
+        ),
     )

@@ -20,7 +20,7 @@ def long_rows(kind, labels, stat_names, values):
     """Names every number of one step of a chart.
 
     Args:
-      kind: "heatmap", "pie", "bars", "scatter" or "confusion".
+      kind: "heatmap", "pie", "bars", "scatter", "confusion" or "attention".
       labels: The tag's class or layer names (may be empty).
       stat_names: Bars: names of the stat columns (may be empty).
       values: The step's numpy array (shapes as in docs/http_api.md).
@@ -33,7 +33,9 @@ def long_rows(kind, labels, stat_names, values):
       scatter: two rows per point (stat "x" and "y"), label = class name or
       "" for points without a class;
       confusion: index = true class, label = its name, stat = "predicted:"
-      + the predicted class's name, value = the count.
+      + the predicted class's name, value = the count;
+      attention: index = flattened (head, query, key), label =
+      "h<head>,<query>,<key>", stat = "value".
     """
     values = np.asarray(values, dtype=np.float64)
     labels = list(labels)
@@ -43,6 +45,12 @@ def long_rows(kind, labels, stat_names, values):
         index = list(range(flat.size))
         label = ["%d,%d" % divmod(i, cols) for i in index]
         return index, label, ["value"] * flat.size, flat.tolist()
+    if kind == "attention":
+        heads, queries, keys = values.shape
+        flat = values.ravel()
+        label = ["h%d,%d,%d" % (h, q, k)
+                 for h in range(heads) for q in range(queries) for k in range(keys)]
+        return list(range(flat.size)), label, ["value"] * flat.size, flat.tolist()
     if kind == "scatter":
         index, label, stat, value = [], [], [], []
         for i, (x, y, cls) in enumerate(values):

@@ -33,3 +33,11 @@ def test_confusion_names_true_and_predicted_class():
         (0, "x", "predicted:x", 1.0), (0, "x", "predicted:y", 2.0),
         (1, "y", "predicted:x", 3.0), (1, "y", "predicted:y", 4.0),
     ]
+
+
+def test_attention_rows_name_head_query_and_key():
+    values = np.arange(2 * 3 * 4, dtype=np.float64).reshape(2, 3, 4)
+    index, label, stat, value = tabular.long_rows("attention", [], [], values)
+    assert len(index) == 24 and set(stat) == {"value"}
+    # Row 17 = head 1, query 1, key 1 (17 = 1*12 + 1*4 + 1).
+    assert (index[17], label[17], value[17]) == (17, "h1,1,1", 17.0)
