@@ -24,18 +24,16 @@ parameters in the same order, or training hangs. Without `torch.distributed`
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.distributed as dist
 
-from torch_visualization import reduce
+from torch_visualization import pooling, reduce
 
 try:  # DTensor is missing from builds without distributed support.
     from torch.distributed.tensor import DTensor, Replicate, Shard
-    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
 except ImportError:  # pragma: no cover - such builds have no FSDP2 either
-    DTensor = Replicate = Shard = compute_local_shape_and_global_offset = None
+    DTensor = Replicate = Shard = None
 
 STATS = ("norm", "sq_sum", "mean_abs", "abs_sum", "max_abs", "nonfinite")
 
@@ -181,20 +179,18 @@ def global_stats(tensors, stats=("norm",)):
     nonempty = [i for i in present if locals_[i].numel() > 0]
     with torch.no_grad():
         if nonempty:
+            # The local partials come from the one statistics path of
+            # reduce.py (the same kernels as a single process).
             index = reduce.device_tensor(nonempty, device)
             chunks = [locals_[i] for i in nonempty]
-            if "sq" in sum_rows:
-                norms = torch.stack(torch._foreach_norm(chunks)).to(dtype)
-                sums[sum_rows.index("sq")].index_copy_(0, index, norms * norms)
-            if "abs" in sum_rows:
-                l1 = torch.stack(torch._foreach_norm(chunks, 1)).to(dtype)
-                sums[sum_rows.index("abs")].index_copy_(0, index, l1)
+            rows = reduce.split_statistics(reduce.gradient_statistics(chunks), len(chunks))
+            local = {"sq": rows["sq_sum"], "abs": rows["abs_sum"]}
             if "nonfinite" in stats:
-                bad = torch.stack([(~torch.isfinite(c)).sum() for c in chunks]).to(dtype)
-                sums[sum_rows.index("nonfinite")].index_copy_(0, index, bad)
+                local["nonfinite"] = reduce.nonfinite_counts(chunks)
+            for row in sum_rows:
+                sums[sum_rows.index(row)].index_copy_(0, index, local[row].to(dtype))
             if "max_abs" in stats:
-                top = torch.stack(torch._foreach_norm(chunks, float("inf"))).to(dtype)
-                maxes[0].index_copy_(0, index, top)
+                maxes[0].index_copy_(0, index, rows["abs_max"].to(dtype))
         groups = {}
         for i in present:
             key = _reduce_key(tensors[i])
@@ -239,32 +235,25 @@ def _wants(stats, row):
     return row in stats
 
 
-def gradient_stats(grads):
+def gradient_statistics(grads):
     """What `watch()` logs of gradients, right for sharded ones (COLLECTIVE).
 
     Args:
       grads: Non-empty list of present gradients (tensors or DTensors).
 
     Returns:
-      `(squares, abs_sums, abs_maxes, nonfinite)`: three lists of 0-d
-      float32 tensors (sums of squares, as `reduce.squared_l2_norms`, and
-      what `reduce.abs_sums_and_maxes` returns) and a 1-D float32 tensor of
-      NaN/Inf counts, all of whole tensors.
+      `(vector, nonfinite)`: the statistics of the whole tensors laid out as
+      `reduce.gradient_statistics` lays them out, and a 1-D float32 tensor of
+      NaN/Inf counts.
     """
     stats = global_stats(grads, ("sq_sum", "abs_sum", "max_abs", "nonfinite"))
-    return (
-        list(stats["sq_sum"].unbind()),
-        list(stats["abs_sum"].unbind()),
-        list(stats["max_abs"].unbind()),
-        stats["nonfinite"],
-    )
+    vector = torch.cat([stats["sq_sum"], stats["abs_sum"], stats["max_abs"]])
+    return vector, stats["nonfinite"]
 
 
 def squared_l2_norms(tensors):
     """`reduce.squared_l2_norms` of whole tensors from their shards (COLLECTIVE)."""
-    if not tensors:
-        return []
-    return list(global_stats(tensors, ("sq_sum",))["sq_sum"].unbind())
+    return global_stats(tensors, ("sq_sum",))["sq_sum"]
 
 
 def sum_step_counts(class_sum, class_samples, activations, modules, device=None):
@@ -319,16 +308,9 @@ def sum_step_counts(class_sum, class_samples, activations, modules, device=None)
     return class_mean, fraction
 
 
-def _bins(size, out):
-    """Start/end of adaptive-pooling bins, exactly as PyTorch computes them."""
-    starts = [(i * size) // out for i in range(out)]
-    ends = [-((-(i + 1) * size) // out) for i in range(out)]
-    return starts, ends
-
-
 def _bin_pairs(global_index, size, out, device):
     """`(local positions, bin numbers)` of every (element, bin) membership."""
-    starts, ends = _bins(size, out)
+    starts, ends = pooling.bins(size, out)
     starts = torch.tensor(starts, device=device)
     ends = torch.tensor(ends, device=device)
     member = (global_index[:, None] >= starts[None]) & (global_index[:, None] < ends[None])
@@ -337,10 +319,32 @@ def _bin_pairs(global_index, size, out, device):
     return local, bins, counts
 
 
-def _matrix_shape(shape):
-    if len(shape) == 1:
-        return 1, shape[0]
-    return shape[0], math.prod(shape[1:])
+def _local_block(tensor, tag):
+    """`(shape, offset)` of this rank's block of a sharded DTensor, from its
+    public placements and mesh coordinate.
+
+    `Shard(dim)` splits a dimension as `torch.chunk` does (chunks of
+    ceil(size / ranks), the last ones smaller or empty), mesh dimension after
+    mesh dimension; the result is checked against the local tensor's shape.
+    """
+    shape = list(tensor.shape)
+    offset = [0] * len(shape)
+    mesh = tensor.device_mesh
+    coordinate = mesh.get_coordinate()
+    for mesh_dim, placement in enumerate(tensor.placements):
+        if not isinstance(placement, Shard):
+            continue
+        dim = placement.dim % len(shape)
+        chunk = -(-shape[dim] // mesh.size(mesh_dim))
+        start = min(coordinate[mesh_dim] * chunk, shape[dim])
+        offset[dim] += start
+        shape[dim] = max(0, min(chunk, shape[dim] - start))
+    if tuple(shape) != tuple(tensor.to_local().shape):
+        raise ValueError(
+            "%r: the local shard has shape %s where torch.chunk's split gives %s; "
+            "this sharding layout is not supported" % (tag, list(tensor.to_local().shape), shape)
+        )
+    return shape, offset
 
 
 def _partial_grid(tag, tensor, max_cells):
@@ -351,22 +355,14 @@ def _partial_grid(tag, tensor, max_cells):
     whole tensor.
     """
     shape = tuple(tensor.shape)
-    reduce.check_tensor_dtype(tag, tensor)
-    if not shape:
-        raise ValueError("%r: a heatmap needs a tensor of rank >= 1, got a 0-d tensor" % tag)
-    if math.prod(shape) == 0:
-        raise ValueError("%r: tensor is empty (shape %s)" % (tag, list(shape)))
-    max_rows, max_cols = reduce.parse_max_cells(max_cells)
-    rows, cols = _matrix_shape(shape)
-    out_rows, out_cols = min(rows, max_rows), min(cols, max_cols)
-    reduction = "none" if (rows, cols) == (out_rows, out_cols) else "mean_pool"
+    pooling.check_heatmap_tensor(tag, tensor)
+    rows, cols = pooling.matrix_shape(shape)
+    out_rows, out_cols, reduction = pooling.grid_shape(shape, max_cells)
 
     local = tensor.to_local().detach()
     device = local.device
     dtype = _buffer_dtype(device)
-    local_shape, offset = compute_local_shape_and_global_offset(
-        tensor.shape, tensor.device_mesh, tensor.placements
-    )
+    local_shape, offset = _local_block(tensor, tag)
     # Global coordinates of the local block, in the heatmap's matrix view.
     if len(shape) == 1:
         row_index = torch.zeros(1, dtype=torch.long, device=device)
@@ -395,10 +391,10 @@ def _partial_grid(tag, tensor, max_cells):
     return sums, counts, reduction
 
 
-def heatmap_grids(named_tensors, max_cells=reduce.DEFAULT_MAX_CELLS):
+def heatmap_grids(named_tensors, max_cells=pooling.DEFAULT_MAX_CELLS):
     """Heatmap grids of (possibly sharded) weights, never gathering a weight.
 
-    A plain or replicated tensor goes through `reduce.heatmap_grid` locally.
+    A plain or replicated tensor goes through `pooling.heatmap_grid` locally.
     A sharded DTensor is pooled shard by shard into the same bins that
     `adaptive_avg_pool2d` uses on the whole matrix; the per-bin sums of all
     sharded tensors are concatenated and all-reduced ONCE per distinct mesh
@@ -407,10 +403,10 @@ def heatmap_grids(named_tensors, max_cells=reduce.DEFAULT_MAX_CELLS):
 
     Args:
       named_tensors: Sequence of `(tag, tensor)`; tags name errors.
-      max_cells: Largest grid kept, as in `reduce.heatmap_grid`.
+      max_cells: Largest grid kept, as in `pooling.heatmap_grid`.
 
     Returns:
-      A list of `(grid, reduction)`, as `reduce.heatmap_grid` returns for the
+      A list of `(grid, reduction)`, as `pooling.heatmap_grid` returns for the
       unsharded tensor (grid: float32 on the tensor's device), identical on
       every rank up to float rounding.
     """
@@ -420,7 +416,7 @@ def heatmap_grids(named_tensors, max_cells=reduce.DEFAULT_MAX_CELLS):
     for i, (tag, tensor) in enumerate(named_tensors):
         key = _reduce_key(tensor) if isinstance(tensor, torch.Tensor) else None
         if key is None:
-            results[i] = reduce.heatmap_grid(tag, _local(tensor), max_cells)
+            results[i] = pooling.heatmap_grid(tag, _local(tensor), max_cells)
             continue
         groups.setdefault(key, []).append((i, _partial_grid(tag, tensor, max_cells)))
     with torch.no_grad():

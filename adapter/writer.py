@@ -1,22 +1,21 @@
-"""`SummaryWriter`: PyTorch's writer plus our four chart kinds.
+"""`SummaryWriter`: PyTorch's writer plus our chart kinds and `watch()`.
 
-The only place that writes events: every value goes through TensorBoard's own
-event file writer (the one `torch.utils.tensorboard` uses), so the stock API
-(`add_scalar`, ...) keeps working beside ours.
+The stock API (`add_scalar`, ...) is torch's own and writes torch's event
+file; our charts go through the event sink (sink.py) into our own event file
+in the same run directory.
 """
 
 from __future__ import annotations
 
 import collections.abc
 import numbers
-import threading
 import warnings
 
 import numpy as np
 import torch
 from torch.utils import tensorboard as _torch_tensorboard
 
-from torch_visualization import event_records, metadata, reduce, summary
+from torch_visualization import pooling, reduce, sink, summary
 
 
 def _to_numpy(tag, values):
@@ -42,15 +41,47 @@ def _to_numpy(tag, values):
 class SummaryWriter(_torch_tensorboard.SummaryWriter):
     """`torch.utils.tensorboard.SummaryWriter` with model-insight charts.
 
+    The stock API (`add_scalar`, `add_histogram`, ...) is torch's own,
+    unchanged, writing torch's event file. Our charts and `watch()` go
+    through an `EventSink` (sink.py) into our own event file in the same run
+    directory: written on a background thread, guarded (a failed write never
+    reaches training; `close()` reports what was lost), each tag's metadata
+    once per file.
+
     Labels (class names, layer names) are stored once per tag, in the metadata
     of its first event, because that is the only metadata TensorBoard keeps.
     This writer therefore freezes them: a later call on the same tag with a
     different chart kind or different labels raises `ValueError`.
+
+    Args:
+      log_dir: Save directory (default `runs/CURRENT_DATETIME_HOSTNAME`).
+      comment: Suffix of the default `log_dir` (ignored with `log_dir`).
+      purge_step: As in torch: steps >= purge_step of a crashed run are
+        hidden by TensorBoard.
+      max_queue: Pending stock events before torch flushes.
+      flush_secs: Longest time between a write and its flush to disk (both
+        event files).
+      filename_suffix: Appended to both event files' names.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(
+        self,
+        log_dir=None,
+        comment="",
+        purge_step=None,
+        max_queue=10,
+        flush_secs=120,
+        filename_suffix="",
+    ):
         try:
-            super().__init__(*args, **kwargs)
+            super().__init__(
+                log_dir=log_dir,
+                comment=comment,
+                purge_step=purge_step,
+                max_queue=max_queue,
+                flush_secs=flush_secs,
+                filename_suffix=filename_suffix,
+            )
         except OSError as e:
             # The bare OSError can mislead ("File exists" for a log_dir that is
             # a file, "No such file" for an unwritable /proc path): say what
@@ -59,72 +90,18 @@ class SummaryWriter(_torch_tensorboard.SummaryWriter):
             raise type(e)(
                 e.errno,
                 "SummaryWriter cannot create its event file in log_dir %r: %s%s"
-                % (kwargs.get("log_dir", args[0] if args else None), e.strerror or e, hint),
+                % (log_dir, e.strerror or e, hint),
                 e.filename,
             ) from e
-        self._frozen = {}
-        self._frozen_lock = threading.Lock()
-        self._metadata_written = set()
-        self._metadata_file_writer = None
+        self._sink = sink.EventSink(
+            self.get_logdir(), filename_suffix=filename_suffix, flush_secs=flush_secs
+        )
         self._watch_handles = []
 
-    def _get_file_writer(self):
-        """torch's lazily (re)created FileWriter, with our record writer.
-
-        `event_records.GuardedRecordWriter` checksums with google-crc32c
-        (TensorBoard's pure-Python CRC costs milliseconds per heatmap) and
-        keeps write failures away from training.
-
-        torch recreates the FileWriter after `close()`, so the guard is put in
-        place here rather than once in `__init__` (which calls this too). The
-        first event is written before the guard is in place: a failure then
-        is an error at construction, as it should be.
-        """
-        file_writer = super()._get_file_writer()
-        event_records.install(file_writer.event_writer)
-        return file_writer
-
-    # -- the frozen-labels rule -------------------------------------------
-
-    def _freeze(self, tag, kind, labels=(), stat_names=()):
-        key = (kind, tuple(labels), tuple(stat_names))
-        with self._frozen_lock:
-            first = self._frozen.setdefault(tag, key)
-        if first == key:
-            return
-        if first[0] != kind:
-            raise ValueError(
-                "%r was first logged as a %s; it cannot be logged as a %s "
-                "(use another tag)" % (tag, first[0], kind)
-            )
-        what = "labels" if first[1] != key[1] else "stat_names"
-        old, new = (first[1], key[1]) if what == "labels" else (first[2], key[2])
-        raise ValueError(
-            "%r: %s changed from %s to %s; TensorBoard keeps only the first "
-            "event's metadata, so %s are fixed per tag (use a new tag)"
-            % (tag, what, list(old)[:8], list(new)[:8], what)
-        )
-
-    def _write(self, summary_proto, global_step, walltime):
-        """Writes a Summary, with each tag's metadata in its first event only.
-
-        Both of TensorBoard's loaders keep the first event's metadata of a tag
-        and apply it to later values (TensorFlow's own summaries do the same),
-        so repeating it would only grow the file: labels of a bars tag over a
-        large model are kilobytes per step.
-        """
-        file_writer = self._get_file_writer()
-        with self._frozen_lock:
-            if file_writer is not self._metadata_file_writer:
-                # A new event file (e.g. after close()) starts without metadata.
-                self._metadata_file_writer = file_writer
-                self._metadata_written = set()
-            for value in summary_proto.value:
-                if value.tag in self._metadata_written:
-                    value.ClearField("metadata")
-                else:
-                    self._metadata_written.add(value.tag)
-        file_writer.add_summary(summary_proto, global_step, walltime)
+    def _write(self, tag, kind, proto, global_step, walltime, labels=(), stat_names=()):
+        """Freezes the tag's labels, then queues the value for our file."""
+        self._sink.freeze(tag, kind, labels, stat_names)
+        self._sink.add_summary(proto, global_step, walltime)
 
     # -- watch(): hooks over a whole model -----------------------------------
 
@@ -135,7 +112,11 @@ class SummaryWriter(_torch_tensorboard.SummaryWriter):
         *,
         log_every=100,
         class_names=None,
-        max_cells=reduce.DEFAULT_MAX_CELLS,
+        outputs=None,
+        modules=None,
+        attention=True,
+        max_cells=pooling.DEFAULT_MAX_CELLS,
+        start_step=0,
     ):
         """Logs weights, gradients, updates, activations and outputs of `model`.
 
@@ -149,14 +130,25 @@ class SummaryWriter(_torch_tensorboard.SummaryWriter):
           model: The `torch.nn.Module` to watch (a `torch.compile`d,
             DistributedDataParallel or DataParallel wrapper is unwrapped for
             names).
-          optimizer: Optional `torch.optim.Optimizer` stepping the model.
-            With it, optimizer steps are counted (right under gradient
-            accumulation and `GradScaler`) and `updates/ratio` is logged;
-            without it, training-mode forward passes are counted.
-          log_every: Log on steps 0, log_every, 2*log_every, ...
+          optimizer: Optional `torch.optim.Optimizer` stepping the model, or
+            a list of them. With it, the first optimizer's steps are counted
+            (right under gradient accumulation and `GradScaler`) and
+            `updates/ratio` is logged for the parameters they step; without
+            it, training-mode forward passes are counted.
+          log_every: Log on steps divisible by log_every.
           class_names: Optional names of the classes of a `[batch, classes]`
             model output, for the `outputs/classes` pie.
+          outputs: "classes" logs that pie without class names (the output
+            holds class scores, also `[batch, seq, classes]` LM logits);
+            "none" never logs it.
+          modules: More module names whose outputs' rms and max |x| are
+            logged (blocks of ModuleList/Sequential stacks always are).
+          attention: Capture the attention maps of attention modules
+            (`nn.MultiheadAttention`, scaled_dot_product_attention calls in
+            modules named "...Attention") and their entropy; False: none.
           max_cells: Largest weight heatmap, an int or `(rows, cols)`.
+          start_step: Number of the first step (a resumed run's global step,
+            so that the tab's steps line up with its scalars).
 
         Returns:
           A `torch_visualization.watch.Watch` handle; `handle.remove()` takes
@@ -174,24 +166,26 @@ class SummaryWriter(_torch_tensorboard.SummaryWriter):
             optimizer,
             log_every=log_every,
             class_names=class_names,
+            outputs=outputs,
+            modules=modules,
+            attention=attention,
             max_cells=max_cells,
+            start_step=start_step,
         )
 
     def flush(self):
-        """Writes pending watch() steps, then flushes the event files."""
-        worker = getattr(self, "_watch_worker", None)
-        if worker is not None:
-            worker.drain()
+        """Writes pending charts and watch() steps, then flushes both event files."""
+        self._sink.flush()
         super().flush()
 
     def close(self):
-        """Removes watch() hooks, writes pending steps, closes the files."""
-        for handle in list(getattr(self, "_watch_handles", ())):
+        """Removes watch() hooks, writes pending steps, closes both event files.
+
+        Writing again afterwards opens new event files, as torch's writer does.
+        """
+        for handle in list(self._watch_handles):
             handle.remove()
-        worker = getattr(self, "_watch_worker", None)
-        if worker is not None:
-            self._watch_worker = None
-            worker.close()
+        self._sink.close()
         super().close()
 
     # -- the four chart kinds ----------------------------------------------
@@ -203,7 +197,7 @@ class SummaryWriter(_torch_tensorboard.SummaryWriter):
         global_step=None,
         walltime=None,
         *,
-        max_cells=reduce.DEFAULT_MAX_CELLS,
+        max_cells=pooling.DEFAULT_MAX_CELLS,
     ):
         """Logs a heatmap of a weight (or any rank >= 1 tensor).
 
@@ -221,15 +215,14 @@ class SummaryWriter(_torch_tensorboard.SummaryWriter):
         """
         if not isinstance(tensor, torch.Tensor):
             tensor = torch.as_tensor(_to_numpy(tag, tensor))
-        grid, reduction = reduce.heatmap_grid(tag, tensor, max_cells)
+        grid, reduction = pooling.heatmap_grid(tag, tensor, max_cells)
         proto = summary.heatmap_summary(
             tag,
             grid.cpu().numpy(),
             original_shape=tuple(tensor.shape),
             reduction=reduction,
         )
-        self._freeze(tag, "heatmap")
-        self._write(proto, global_step, walltime)
+        self._write(tag, "heatmap", proto, global_step, walltime)
 
     def add_class_pie(
         self, tag, values, global_step=None, walltime=None, *, class_names=None
@@ -251,8 +244,7 @@ class SummaryWriter(_torch_tensorboard.SummaryWriter):
         if array.ndim == 2:
             array = array.astype(np.float64).mean(axis=0)
         proto = summary.pie_summary(tag, array, class_names=class_names)
-        self._freeze(tag, "pie", () if class_names is None else class_names)
-        self._write(proto, global_step, walltime)
+        self._write(tag, "pie", proto, global_step, walltime, () if class_names is None else class_names)
 
     def add_gradient_bars(
         self, tag, source, global_step=None, walltime=None, *, stat="norm"
@@ -289,8 +281,7 @@ class SummaryWriter(_torch_tensorboard.SummaryWriter):
                 % (tag, type(source).__name__)
             )
         proto = summary.bars_summary(tag, array, labels=names)
-        self._freeze(tag, "bars", names)
-        self._write(proto, global_step, walltime)
+        self._write(tag, "bars", proto, global_step, walltime, names)
 
     @staticmethod
     def _bar_value(tag, name, value):
@@ -337,8 +328,8 @@ class SummaryWriter(_torch_tensorboard.SummaryWriter):
         proto = summary.scatter_summary(
             tag, array, classes=classes, class_names=class_names
         )
-        self._freeze(tag, "scatter", () if class_names is None else class_names)
-        self._write(proto, global_step, walltime)
+        self._write(tag, "scatter", proto, global_step, walltime,
+                    () if class_names is None else class_names)
 
     def add_confusion_matrix(
         self,
@@ -374,5 +365,5 @@ class SummaryWriter(_torch_tensorboard.SummaryWriter):
             targets = torch.as_tensor(_to_numpy(tag, targets))
         counts = reduce.confusion_counts(tag, predictions.detach(), targets.detach(), num_classes)
         proto = summary.confusion_summary(tag, counts.cpu().numpy(), class_names=class_names)
-        self._freeze(tag, "confusion", () if class_names is None else class_names)
-        self._write(proto, global_step, walltime)
+        self._write(tag, "confusion", proto, global_step, walltime,
+                    () if class_names is None else class_names)

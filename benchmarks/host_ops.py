@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from overhead import resnet50  # noqa: E402
 
 from torch_visualization import SummaryWriter  # noqa: E402
-from torch_visualization import watch as watch_module  # noqa: E402
+from torch_visualization.watch import reducer as watch_reducer  # noqa: E402
 
 
 class _CountCalls(TorchDispatchMode):
@@ -78,13 +78,13 @@ def main(argv=None):
     parser.add_argument("--json", default=None, help="write the counts here as JSON")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    previous = watch_module._ACCELERATOR_PATH_ON_CPU
-    watch_module._ACCELERATOR_PATH_ON_CPU = True
+    previous = watch_reducer.ACCELERATOR_PATH_ON_CPU
+    watch_reducer.ACCELERATOR_PATH_ON_CPU = True
     try:
         plain = count_step_calls(False)
         watched = count_step_calls(True)
     finally:
-        watch_module._ACCELERATOR_PATH_ON_CPU = previous
+        watch_reducer.ACCELERATOR_PATH_ON_CPU = previous
     added = collections.Counter(watched)
     added.subtract(plain)
     report = {

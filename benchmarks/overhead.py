@@ -13,6 +13,8 @@ Modes:
   image@N       stock add_image of every weight as a heatmap every N steps
   ours@N        torch_visualization SummaryWriter.watch(model, optimizer,
                 log_every=N)
+  noattn@N      the same with attention capture off (attention=False): the
+                cost of capturing attention is ours@N - noattn@N
   norm@N        the cheap stock habit: per-parameter grad.norm().item()
                 every N steps (nothing written)
   gradstats@N   a floor, not a product: only the three gradient statistics
@@ -25,7 +27,9 @@ Every writer mode ends each timed block with `writer.flush()`, inside the
 timing, so work left to background threads is paid by the mode that made it.
 
 Models: "mlp", a 4-layer MLP (784-512-256-128-10, 0.57M parameters, batch
-64, SGD with momentum) on the CPU; "resnet50", a ResNet-50 built here (no
+64, SGD with momentum) on the CPU; "gpt", a GPT-style character model (4
+blocks of SDPA attention, width 128, 64 positions, 0.8M parameters; batch
+from --batch) on the CPU; "resnet50", a ResNet-50 built here (no
 downloads, no torchvision) trained in bf16 autocast with channels-last,
 batch 64, when CUDA is available. For the writer modes the event bytes
 written per logging step are reported too.
@@ -117,6 +121,51 @@ def resnet50(classes=1000, width_divisor=1):
     return nn.Sequential(*layers)
 
 
+class _CausalSelfAttention(nn.Module):
+    def __init__(self, width, heads):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, x):
+        batch, length, width = x.shape
+        q, k, v = self.qkv(x).reshape(batch, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.proj(y.transpose(1, 2).reshape(batch, length, width))
+
+
+class _Block(nn.Module):
+    def __init__(self, width, heads):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.attn = _CausalSelfAttention(width, heads)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+
+    def forward(self, x):
+        x = x + self.attn(self.ln1(x))
+        return x + self.mlp(self.ln2(x))
+
+
+class Gpt(nn.Module):
+    """A GPT-style character model: 4 pre-LayerNorm blocks, width 128, 4
+    heads, SDPA attention, 64 positions, vocabulary 65 (0.8M parameters)."""
+
+    def __init__(self, vocab=65, width=128, heads=4, blocks=4, length=64):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, width)
+        self.position = nn.Parameter(torch.zeros(length, width))
+        self.blocks = nn.ModuleList([_Block(width, heads) for _ in range(blocks)])
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, vocab)
+
+    def forward(self, tokens):
+        x = self.embed(tokens) + self.position[: tokens.shape[1]]
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.norm(x))
+
+
 class Workload:
     """A model, its batches and one training step."""
 
@@ -131,12 +180,19 @@ class Workload:
         elif name == "resnet50":
             self.base = resnet50()
             shape, classes, pool = (batch, 3, 224, 224), 1000, 2
+        elif name == "gpt":
+            self.base = Gpt()
+            shape, classes, pool = None, 65, 16
         else:
-            raise ValueError("unknown model %r (expected mlp or resnet50)" % name)
+            raise ValueError("unknown model %r (expected mlp, gpt or resnet50)" % name)
         self.autocast = name == "resnet50" and self.device.type == "cuda"
         memory_format = torch.channels_last if name == "resnet50" else torch.contiguous_format
         self.base = self.base.to(self.device, memory_format=memory_format)
         # Random inputs and labels, cycled; see main() about denormals.
+        if name == "gpt":  # next-character prediction on random text
+            text = [torch.randint(0, classes, (batch, 65), generator=generator) for _ in range(pool)]
+            self.batches = [(t[:, :-1].to(self.device), t[:, 1:].to(self.device)) for t in text]
+            return
         self.batches = [
             (
                 torch.randn(shape, generator=generator).to(self.device, memory_format=memory_format)
@@ -157,7 +213,8 @@ class Workload:
         x, y = self.batches[index % len(self.batches)]
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            loss = F.cross_entropy(model(x), y)
+            out = model(x)
+            loss = F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
         loss.backward()
         optimizer.step()
 
@@ -190,9 +247,12 @@ class Mode:
         self.writer = None
         self.handle = None
         self.logdir = os.path.join(root, label.replace("@", "_"))
-        if self.kind == "ours":
+        if self.kind in ("ours", "noattn"):
             self.writer = SummaryWriter(self.logdir)
-            self.handle = self.writer.watch(self.model, self.optimizer, log_every=self.every)
+            # Classifiers (and the GPT's next-character logits): the
+            # class-share pie is part of the work measured.
+            self.handle = self.writer.watch(self.model, self.optimizer, log_every=self.every,
+                                            outputs="classes", attention=self.kind == "ours")
         elif self.kind in ("hist", "image"):
             self.writer = StockWriter(self.logdir)
         elif self.kind == "gradstats":
@@ -209,12 +269,13 @@ class Mode:
                 if param.grad is not None]
 
     def _gradient_stats(self):
-        """gradstats@N: `reduce.gradient_stats`, the kernels watch() uses
+        """gradstats@N: `reduce.gradient_statistics`, the kernels watch() uses
         (CPU: a dot product, then |g| into a kept buffer, its sum and its
         max; elsewhere `_foreach_norm` of order 2, 1 and inf)."""
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         if grads:
-            reduce.gradient_stats(grads, self._scratch if grads[0].device.type == "cpu" else None)
+            cpu = grads[0].device.type == "cpu"
+            reduce.gradient_statistics(grads, fused=not cpu, scratch=self._scratch if cpu else None)
 
     def _stock_log(self, step):
         for name, param in self.model.named_parameters():
@@ -336,7 +397,7 @@ def table(model, results):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=None,
-                        help="comma-separated: mlp, resnet50 (default: mlp, plus resnet50 with CUDA)")
+                        help="comma-separated: mlp, gpt, resnet50 (default: mlp, plus resnet50 with CUDA)")
     parser.add_argument("--modes", default="plain,hist@1,image@1,norm@1,gradstats@1,ours@1,ours@10,ours@100",
                         help="comma-separated modes (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=100,
@@ -382,7 +443,7 @@ def main(argv=None):
     root = tempfile.mkdtemp(prefix="tv-overhead-")
     try:
         for name in models:
-            device = "cpu" if name == "mlp" else (args.device or "cuda")
+            device = "cpu" if name in ("mlp", "gpt") else (args.device or "cuda")
             if device.startswith("cuda"):
                 report["gpu"] = torch.cuda.get_device_name(torch.device(device))
             print("%s on %s, batch %d, %d steps x %d repeats, %d threads"

@@ -22,6 +22,14 @@ CLASS_NAMES = ["cat", "dog", "bird"]
 MANY_STEPS = 150
 
 
+def stored_heatmap(grid):
+    """A heatmap grid as every reader returns it: cells stored as float16
+    where the values fit (`metadata.encode_heatmap_grid`), as float32."""
+    from torch_visualization import metadata
+
+    return metadata.decode_heatmap_values(metadata.encode_heatmap_grid(grid))[0]
+
+
 def write_sample_logdir(logdir):
     """Writes two runs with every chart kind; returns what was written.
 
@@ -30,7 +38,7 @@ def write_sample_logdir(logdir):
     """
     import torch
 
-    from torch_visualization import SummaryWriter
+    from torch_visualization import SummaryWriter, reduce
 
     expected = {}
     torch.manual_seed(0)
@@ -50,10 +58,12 @@ def write_sample_logdir(logdir):
                 weight[1, 1] = float("inf")
                 weight[2, 2] = float("-inf")
             writer.add_weight_heatmap("weights/w", weight, step)
-            runs.setdefault("weights/w", {})[step] = weight.numpy().copy()
+            runs.setdefault("weights/w", {})[step] = stored_heatmap(weight.numpy())
             writer.add_gradient_bars("gradients/norm", model, step)
-            runs.setdefault("gradients/norm", {})[step] = np.array(
-                [p.grad.norm().item() for p in model.parameters()]
+            # What was written (the plugin must serve exactly that); that it
+            # is the gradients' L2 norm is tested in test_reduce/test_writer.
+            runs.setdefault("gradients/norm", {})[step] = (
+                reduce.parameter_gradient_stats(model.named_parameters())[1].numpy().copy()
             )
             points = torch.randn(6, 2)
             labels = torch.tensor([0, 1, 2, 0, 1, 2])

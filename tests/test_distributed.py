@@ -15,9 +15,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-import watch_probes
 from conftest import free_port
-from torch_visualization import distributed, reduce
+from torch_visualization import distributed, pooling, reduce
 
 WORLD = 2
 BATCH = 8  # split evenly: each rank's mean loss averages to the full mean
@@ -169,7 +168,7 @@ def test_fsdp_shard_stats_and_grids_equal_single_process(tmp_path):
         got["weights"]["norm"].numpy(), [p.norm().item() for _, p in params], rtol=1e-6
     )
     for (name, p), (grid, reduction) in zip(params, got["grids"]):
-        want, want_reduction = reduce.heatmap_grid(name, p.detach(), (64, 64))
+        want, want_reduction = pooling.heatmap_grid(name, p.detach(), (64, 64))
         assert reduction == want_reduction, name
         np.testing.assert_allclose(grid.numpy(), want.numpy(), rtol=1e-5, atol=1e-7, err_msg=name)
     # fc (130 x 80) and fc2 (100 x 130) are pooled: the bins cross the shard
@@ -177,7 +176,7 @@ def test_fsdp_shard_stats_and_grids_equal_single_process(tmp_path):
     assert dict(zip(got["names"], [r for _, r in got["grids"]]))["fc.weight"] == "mean_pool"
 
     for (name, tensor), (grid, reduction) in zip(_extra_tensors().items(), got["extra_grids"]):
-        want, want_reduction = reduce.heatmap_grid(name, tensor, (8, 8))
+        want, want_reduction = pooling.heatmap_grid(name, tensor, (8, 8))
         assert reduction == want_reduction, name
         np.testing.assert_allclose(grid.numpy(), want.numpy(), rtol=1e-5, atol=1e-7,
                                    equal_nan=True, err_msg=name)
@@ -199,7 +198,7 @@ def test_single_process_functions_equal_reduce():
     assert torch.isnan(stats["norm"][0]) and stats["norm"][1] == 0
     assert stats["nonfinite"].tolist() == [1.0, 0.0]
     (grid, reduction), = distributed.heatmap_grids([("w", weight)], max_cells=8)
-    want, want_reduction = reduce.heatmap_grid("w", weight, 8)
+    want, want_reduction = pooling.heatmap_grid("w", weight, 8)
     assert reduction == want_reduction == "mean_pool"
     torch.testing.assert_close(grid, want, equal_nan=True)
     counts = torch.tensor([1.0, 2.0])
@@ -272,15 +271,7 @@ def _reference(logdir):
     _train_watched(SummaryWriter(os.path.join(logdir, "single")), model, x, y)
 
 
-@pytest.mark.parametrize("mode", [
-    pytest.param("ddp", marks=pytest.mark.xfail(
-        not watch_probes.joins_collectives(), reason=watch_probes.COLLECTIVES_REASON,
-        strict=True)),
-    # Without the collectives rank 0 alone would run DTensor ops that need
-    # rank 1: it aborts or hangs, so this one is not run at all then.
-    pytest.param("fsdp", marks=pytest.mark.skipif(
-        not watch_probes.joins_collectives(), reason=watch_probes.COLLECTIVES_REASON)),
-])
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
 def test_watch_on_two_ranks_logs_what_one_process_logs(tmp_path, mode):
     from torch_visualization import read
 
@@ -297,7 +288,11 @@ def test_watch_on_two_ranks_logs_what_one_process_logs(tmp_path, mode):
     for tag in sorted(want):
         assert got[tag].steps == want[tag].steps == list(range(WATCH_STEPS)), tag
         assert got[tag].labels == want[tag].labels, tag
+        # Heatmaps are stored in float16 (metadata.encode_heatmap_grid): pooled
+        # shard by shard, a mean that differs in the last float32 bits from the
+        # single process's may round to the neighbouring float16 value.
+        rtol = 2.0**-10 if got[tag].kind == "heatmap" else 2e-5
         for step, a, b in zip(want[tag].steps, got[tag].values, want[tag].values):
-            np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-7,
+            np.testing.assert_allclose(a, b, rtol=rtol, atol=1e-7,
                                        err_msg="%s %s step %d" % (mode, tag, step))
     assert got["weights/0.weight"].reduction == "mean_pool"

@@ -1,14 +1,13 @@
-"""Our record writer: TensorBoard's bytes, a fast checksum, installed under every writer."""
+"""Our event file bytes: TensorBoard's framing with a fast checksum, Event encoding, the sink."""
 
 import io
 import random
 
 import pytest
-import torch
 from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as stock_masked
 from tensorboard.summary.writer import record_writer
 
-from torch_visualization import SummaryWriter, event_records, read
+from torch_visualization import event_records, sink
 
 
 @pytest.mark.parametrize("size", [0, 1, 3, 8, 63, 64, 65, 4096, 65537, 200001])
@@ -23,29 +22,14 @@ class _Buffer(io.BytesIO):
 
 
 def test_records_are_byte_identical_to_tensorboards():
-    ours, stock = _Buffer(), _Buffer()
-    guarded = event_records.GuardedRecordWriter(ours, "memory")
+    stock = _Buffer()
     reference = record_writer.RecordWriter(stock)
+    ours = b""
     for size in (0, 10, 5000):
         data = random.Random(size).randbytes(size)
-        guarded.write(data)
+        ours += event_records.frame(data)
         reference.write(data)
-    assert ours.getvalue() == stock.getvalue()
-
-
-def test_installed_once_under_every_file_writer_and_readable(tmp_path):
-    writer = SummaryWriter(str(tmp_path / "run"))
-    event_writer = writer._get_file_writer().event_writer
-    guard = event_records.install(event_writer)
-    assert isinstance(guard, event_records.GuardedRecordWriter)
-    assert event_records.install(event_writer) is guard  # idempotent
-    writer.add_weight_heatmap("w", torch.randn(64, 64), 3)
-    writer.close()
-    assert read(str(tmp_path))["run"]["w"].steps == [3]
-
-
-def test_unknown_layout_is_left_alone():
-    assert event_records.install(object()) is None
+    assert ours == stock.getvalue()
 
 
 @pytest.mark.parametrize("walltime", [0.0, 1.5, 1764240000.123456])
@@ -71,24 +55,52 @@ def test_event_bytes_reject_negative_steps():
         event_records.varint(-5)
 
 
-def test_event_bytes_go_through_the_writer_thread_and_read_back(tmp_path):
+def test_sink_events_read_back_through_tensorboard(tmp_path):
+    """Jobs run on the sink's thread; each becomes one event of our file."""
+    from tensorboard.backend.event_processing import event_accumulator
     from tensorboard.compat.proto import summary_pb2
 
-    writer = SummaryWriter(str(tmp_path / "run"))
-    summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag="loss", simple_value=0.25)])
-    data = event_records.event_bytes(12.5, 7, summary.SerializeToString())
-    assert event_records.write_event_bytes(writer._get_file_writer(), data)
-    writer.close()
-    from tensorboard.backend.event_processing import event_accumulator
-
+    events_sink = sink.EventSink(str(tmp_path / "run"))
+    value = summary_pb2.Summary.Value(tag="loss", simple_value=0.25)
+    events_sink.submit(lambda: [value], 7, 12.5)
+    events_sink.close()
+    (path,) = (tmp_path / "run").iterdir()
+    assert sink.FILE_MARK in path.name and "tfevents" in path.name
     events = event_accumulator.EventAccumulator(str(tmp_path / "run"))
     events.Reload()
     (scalar,) = events.Scalars("loss")
     assert (scalar.step, scalar.wall_time, scalar.value) == (7, 12.5, 0.25)
 
 
-def test_event_bytes_need_the_known_writer_layout():
-    class Elsewhere:
-        event_writer = object()
+def test_a_sink_that_never_writes_leaves_no_file(tmp_path):
+    """A distributed rank other than 0 owns a writer but writes nothing."""
+    events_sink = sink.EventSink(str(tmp_path / "run"))
+    events_sink.flush()
+    events_sink.close()
+    assert not (tmp_path / "run").exists()
 
-    assert event_records.write_event_bytes(Elsewhere(), b"\x10\x01") is False
+
+def test_a_failing_job_is_reported_once_and_later_jobs_still_write(tmp_path):
+    from tensorboard.compat.proto import summary_pb2
+
+    events_sink = sink.EventSink(str(tmp_path / "run"))
+
+    def broken():
+        raise RuntimeError("injected")
+
+    with pytest.warns(RuntimeWarning, match="writing a logging step failed"):
+        events_sink.submit(broken, 0)
+        events_sink.submit(broken, 1)
+        events_sink.submit(lambda: [summary_pb2.Summary.Value(tag="x", simple_value=1.0)], 2)
+        events_sink.flush()
+    events_sink.close()
+    from tensorboard.backend.event_processing import event_accumulator
+
+    events = event_accumulator.EventAccumulator(str(tmp_path / "run"))
+    events.Reload()
+    assert [s.step for s in events.Scalars("x")] == [2]
+
+
+def test_sink_rejects_negative_steps(tmp_path):
+    with pytest.raises(ValueError, match="global_step must be >= 0"):
+        sink.EventSink(str(tmp_path)).submit(lambda: [], -1)

@@ -34,8 +34,8 @@ import torch
 from werkzeug.test import Client
 
 from conftest import http_get, make_wsgi_app, tensorboard_server
-from torch_visualization import SummaryWriter, event_records, read
-from torch_visualization.event_records import GuardedRecordWriter
+from torch_visualization import SummaryWriter, read, sink
+from torch_visualization.watch import decode as watch_decode
 
 PREFIX = "/data/plugin/torch_visualization"
 
@@ -221,7 +221,8 @@ class _ThreadErrors:
 
 
 def _event_file(writer):
-    return writer.file_writer.event_writer._file_name
+    """Our event file (the sink's; the stock scalars have torch's own)."""
+    return writer._sink._file.path
 
 
 def _fill_disk(writer):
@@ -257,7 +258,8 @@ def test_disk_full_is_a_warning_not_a_crash(tmp_path):
     assert len(failures) == 1, messages  # reported once, not per event
     assert "No space left on device" in failures[0] and "events.out.tfevents" in failures[0]
     lost = [m for m in messages if "were not written" in m]
-    assert len(lost) == 1 and lost[0].startswith("torch_visualization: 200 event(s)"), messages
+    # The 100 pies after the fault (the scalars went to torch's own file).
+    assert len(lost) == 1 and lost[0].startswith("torch_visualization: 100 event(s)"), messages
 
 
 def test_any_writer_thread_exception_is_contained(tmp_path):
@@ -265,12 +267,10 @@ def test_any_writer_thread_exception_is_contained(tmp_path):
         pass
 
     def explode(writer):
-        guard = writer.file_writer.event_writer._async_writer._writer
-
         def write(data):
             raise Boom("injected fault")
 
-        guard._writer.write = write  # the event file under the guard
+        writer._sink._file._file.write = write  # the open file under our guard
 
     messages = _train_with_failing_disk(tmp_path, explode)
     assert sum("Boom: injected fault" in m for m in messages) == 2, messages  # failure + count
@@ -278,17 +278,20 @@ def test_any_writer_thread_exception_is_contained(tmp_path):
     assert read(tmp_path)["run"]["pie"].steps == [0, 1, 2, 3, 4]
 
 
-def test_guard_sits_under_every_file_writer(tmp_path):
-    """Pins the TensorBoard internals the guard relies on (see writer.py)."""
+def test_our_events_have_a_file_of_their_own(tmp_path):
+    """Our charts go through the sink into our file; the stock API writes
+    torch's file as it always did; after close() both reopen new files."""
     writer = SummaryWriter(str(tmp_path / "run"))
-    async_writer = writer.file_writer.event_writer._async_writer
-    assert isinstance(async_writer._writer, GuardedRecordWriter)
-    assert async_writer._worker._record_writer is async_writer._writer
+    writer.add_scalar("loss", 1.0, 0)
+    writer.add_class_pie("pie", np.array([1.0, 2.0]), 0)
     writer.close()
     writer.add_scalar("after_close", 1.0, 0)  # torch reopens a new file writer
-    assert isinstance(writer.file_writer.event_writer._async_writer._writer, GuardedRecordWriter)
+    writer.add_class_pie("pie", np.array([1.0, 2.0]), 1)  # and so does the sink
     writer.close()
-    assert len(glob.glob(str(tmp_path / "run" / "events.out.tfevents.*"))) == 2
+    files = glob.glob(str(tmp_path / "run" / "events.out.tfevents.*"))
+    ours = [f for f in files if sink.FILE_MARK in f]
+    assert len(ours) == 2 and len(files) == 4
+    assert read(tmp_path)["run"]["pie"].steps == [0, 1]
 
 
 def _watched_training(tmp_path, fault):
@@ -325,11 +328,11 @@ def test_watch_worker_exception_is_reported_once(tmp_path, monkeypatch):
         def fail(*args, **kwargs):
             raise RuntimeError("injected fault")
 
-        # What the watch thread calls to hand each logging step's event over.
-        monkeypatch.setattr(event_records, "write_event_bytes", fail)
+        # What the writer thread calls to turn each logging step into values.
+        monkeypatch.setattr(watch_decode, "event_values", fail)
 
     messages = _watched_training(tmp_path, break_writes)
-    assert len([m for m in messages if "watch" in m and "failed" in m]) == 1, messages
+    assert len([m for m in messages if "logging step failed" in m]) == 1, messages
     # The 5 steps logged before the fault are all there.
     assert read(tmp_path)["run"]["gradients/norm"].steps == [0, 1, 2, 3, 4]
 
@@ -439,4 +442,5 @@ def test_big_embedding_heatmap_makes_no_full_copy(tmp_path, layout):
     n = 50_000
     starts = np.floor(np.arange(64) * n / 64)
     ends = np.ceil((np.arange(64) + 1) * n / 64)
-    np.testing.assert_allclose(grid[:, 0], (starts + ends - 1) / 2, rtol=1e-4)
+    # Cells are stored as float16 (within 2**-11 of the float32 mean).
+    np.testing.assert_allclose(grid[:, 0], (starts + ends - 1) / 2, rtol=1e-4 + 2**-11)

@@ -22,7 +22,6 @@ from transformers import (  # noqa: E402
     TrainingArguments,
 )
 
-import watch_probes  # noqa: E402
 from torch_visualization import read  # noqa: E402
 from torch_visualization.integrations.huggingface import (  # noqa: E402
     TorchVisualizationCallback,
@@ -87,10 +86,6 @@ def _train(tmp_path, **arg_overrides):
     return model, callback, record
 
 
-@pytest.mark.xfail(
-    not watch_probes.logs_classes_of_dict_outputs(),
-    reason=watch_probes.DICT_OUTPUT_REASON, strict=True,
-)
 def test_trainer_scalars_and_tab_share_one_run(tmp_path):
     model, callback, record = _train(tmp_path)
     run_dir = callback.logging_dir
@@ -135,12 +130,56 @@ def test_report_to_tensorboard_as_well_warns(tmp_path):
         _train(tmp_path, max_steps=1, gradient_accumulation_steps=1, report_to="tensorboard")
 
 
+class _Lm(torch.utils.data.Dataset):
+    def __init__(self, size=16, length=12):
+        self.ids = torch.randint(0, 40, (size, length), generator=torch.Generator().manual_seed(0))
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        return {"input_ids": self.ids[i], "labels": self.ids[i]}
+
+
+@pytest.mark.parametrize("implementation", ["sdpa", "eager"])
+def test_gpt2_from_a_config_logs_attention_and_sequence_outputs(tmp_path, implementation):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(n_layer=2, n_head=2, n_embd=16, vocab_size=40, n_positions=16,
+                        bos_token_id=0, eos_token_id=0)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel._from_config(config, attn_implementation=implementation)
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "out"), max_steps=4, per_device_train_batch_size=4,
+        logging_steps=2, report_to="none", save_strategy="no", use_cpu=True, disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    callback = TorchVisualizationCallback()
+    Trainer(model=model, args=args, train_dataset=_Lm(), callbacks=[callback]).train()
+    (tags,) = read(str(tmp_path / "out" / "runs")).values()
+    for layer in range(2):
+        maps = tags["attention/transformer.h.%d.attn" % layer]
+        assert maps.steps == [0, 2] and maps.values[0].shape == (2, 12, 12)
+        # Causal: nothing attends to a later position; every row sums to 1.
+        assert np.allclose(np.triu(maps.values[0], k=1), 0)
+        np.testing.assert_allclose(maps.values[0].sum(-1), 1, rtol=1e-5)
+    assert len(tags["attention/entropy"].labels) == 4
+    assert tags["outputs/statistics"].labels == ["entropy", "max_logit"]
+    # The vocabulary (40 > 32 classes): the likeliest 31 and "other".
+    assert tags["outputs/classes"].labels[-1] == "other"
+    assert "weights/lm_head.weight" not in tags  # tied to the token embedding
+
+
 def test_class_names_of():
     assert class_names_of(_model()) == ["neg", "neu", "pos"]
     regression = _model()
     regression.config.problem_type = "regression"
     assert class_names_of(regression) is None
     assert class_names_of(torch.nn.Linear(2, 2)) is None
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    # Every config has id2label (two labels by default): not a classifier.
+    assert class_names_of(GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2))) is None
 
 
 def test_bad_arguments():

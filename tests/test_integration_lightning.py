@@ -15,7 +15,6 @@ L = pytest.importorskip("lightning.pytorch", reason="lightning (test extra) is n
 from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 from tensorboard.backend.event_processing import event_accumulator  # noqa: E402
 
-import watch_probes  # noqa: E402
 from torch_visualization import read  # noqa: E402
 from torch_visualization.integrations.lightning import TorchVisualizationCallback  # noqa: E402
 
@@ -82,10 +81,6 @@ def _fit(trainer_module, tmp_path, **trainer_kwargs):
     return model, callback, trainer
 
 
-@pytest.mark.xfail(
-    not watch_probes.reads_gradients_after_closure(),
-    reason=watch_probes.CLOSURE_REASON, strict=True,
-)
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed", "16-mixed"])
 def test_logs_beside_the_tensorboard_logger_with_the_gradients_the_optimizer_used(
     tmp_path, precision
@@ -138,6 +133,28 @@ def test_without_a_tensorboard_logger_it_writes_to_log_dir(tmp_path):
     data = read(str(tmp_path))
     assert list(data) == ["insight"]
     assert data["insight"]["gradients/norm"].steps == [0, 1]
+
+
+def test_a_resumed_fit_continues_the_step_axis(tmp_path):
+    """Resuming from a checkpoint: the tab's steps go on where SCALARS do."""
+    target = tmp_path / "insight"
+
+    def fit(max_steps, ckpt_path=None):
+        torch.manual_seed(0)
+        trainer = L.Trainer(
+            max_steps=max_steps, log_every_n_steps=2, logger=False, accelerator="cpu",
+            enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+            callbacks=[TorchVisualizationCallback(log_dir=str(target), log_every=2)],
+        )
+        trainer.fit(TinyClassifier(), _loader(), ckpt_path=ckpt_path)
+        return trainer
+
+    first = fit(4)
+    checkpoint = str(tmp_path / "step4.ckpt")
+    first.save_checkpoint(checkpoint)
+    second = fit(8, ckpt_path=checkpoint)
+    assert second.global_step == 8
+    assert read(str(tmp_path))["insight"]["gradients/norm"].steps == [0, 2, 4, 6]
 
 
 def test_standalone_pytorch_lightning_package(tmp_path):
@@ -216,9 +233,6 @@ def _fit_ddp_or_single(root, **trainer_kwargs):
     return read(os.path.join(root, "run"))
 
 
-@pytest.mark.xfail(
-    not watch_probes.joins_collectives(), reason=watch_probes.COLLECTIVES_REASON, strict=True
-)
 def test_ddp_on_two_cpu_ranks_logs_what_one_process_logs(tmp_path):
     ddp = _fit_ddp_or_single(str(tmp_path / "ddp"), strategy="ddp_spawn", devices=2)
     single = _fit_ddp_or_single(str(tmp_path / "single"), devices=1)
@@ -228,6 +242,10 @@ def test_ddp_on_two_cpu_ranks_logs_what_one_process_logs(tmp_path):
     assert set(got) == set(want)
     for tag in sorted(want):
         assert got[tag].steps == want[tag].steps == [0, 1, 2], tag
+        # Heatmaps are stored in float16 (metadata.encode_heatmap_grid): a mean
+        # that differs in its last float32 bits may round to the neighbouring
+        # float16 value.
+        rtol = 2.0**-10 if got[tag].kind == "heatmap" else 1e-5
         for a, b in zip(got[tag].values, want[tag].values):
             # Class shares and dead-unit fractions too: summed over ranks.
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7, err_msg=tag)
+            np.testing.assert_allclose(a, b, rtol=rtol, atol=1e-7, err_msg=tag)

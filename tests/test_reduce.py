@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from torch_visualization import reduce
+from torch_visualization import pooling, reduce
 
 
 def adaptive_mean_pool_reference(matrix, out_rows, out_cols):
@@ -24,7 +24,7 @@ def adaptive_mean_pool_reference(matrix, out_rows, out_cols):
 @pytest.mark.parametrize("shape", [(200, 300), (128, 64), (65, 1000), (10, 4096)])
 def test_pooling_matches_numpy_reference(shape):
     tensor = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
-    grid, reduction = reduce.heatmap_grid("w", tensor)
+    grid, reduction = pooling.heatmap_grid("w", tensor)
     assert reduction == "mean_pool"
     out = (min(shape[0], 64), min(shape[1], 64))
     assert tuple(grid.shape) == out
@@ -35,49 +35,48 @@ def test_pooling_matches_numpy_reference(shape):
 
 def test_small_tensors_are_kept_as_they_are():
     tensor = torch.arange(12.0).reshape(3, 4)
-    grid, reduction = reduce.heatmap_grid("w", tensor)
+    grid, reduction = pooling.heatmap_grid("w", tensor)
     assert reduction == "none"
     np.testing.assert_array_equal(grid.numpy(), tensor.numpy())
 
 
 def test_shapes_flatten_as_documented():
-    assert tuple(reduce.as_matrix(torch.zeros(7)).shape) == (1, 7)
-    assert tuple(reduce.as_matrix(torch.zeros(8, 3, 3, 3)).shape) == (8, 27)
-    assert tuple(reduce.as_matrix(torch.zeros(2, 3, 4)).shape) == (2, 12)
+    assert tuple(pooling.as_matrix(torch.zeros(7)).shape) == (1, 7)
+    assert tuple(pooling.as_matrix(torch.zeros(8, 3, 3, 3)).shape) == (8, 27)
+    assert tuple(pooling.as_matrix(torch.zeros(2, 3, 4)).shape) == (2, 12)
 
 
 def test_max_cells_is_configurable():
-    grid, _ = reduce.heatmap_grid("w", torch.randn(100, 100), max_cells=(10, 20))
+    grid, _ = pooling.heatmap_grid("w", torch.randn(100, 100), max_cells=(10, 20))
     assert tuple(grid.shape) == (10, 20)
-    grid, _ = reduce.heatmap_grid("w", torch.randn(100, 100), max_cells=16)
+    grid, _ = pooling.heatmap_grid("w", torch.randn(100, 100), max_cells=16)
     assert tuple(grid.shape) == (16, 16)
     with pytest.raises(ValueError, match="positive"):
-        reduce.heatmap_grid("w", torch.randn(3, 3), max_cells=0)
+        pooling.heatmap_grid("w", torch.randn(3, 3), max_cells=0)
     with pytest.raises(TypeError, match="max_cells"):
-        reduce.heatmap_grid("w", torch.randn(3, 3), max_cells="big")
+        pooling.heatmap_grid("w", torch.randn(3, 3), max_cells="big")
 
 
 def test_non_finite_stays_visible_after_pooling():
     tensor = torch.zeros(128, 128)
     tensor[5, 5] = float("nan")
     tensor[100, 100] = float("inf")
-    grid, _ = reduce.heatmap_grid("w", tensor)
+    grid, _ = pooling.heatmap_grid("w", tensor)
     assert torch.isnan(grid[2, 2])
     assert grid[50, 50] == float("inf")
     assert torch.isfinite(grid).sum() == grid.numel() - 2
 
 
 def test_low_precision_and_integer_inputs():
-    grid, _ = reduce.heatmap_grid("w", torch.ones(4, 4, dtype=torch.bfloat16))
+    grid, _ = pooling.heatmap_grid("w", torch.ones(4, 4, dtype=torch.bfloat16))
     assert grid.dtype == torch.float32
-    grid, _ = reduce.heatmap_grid("w", torch.arange(6, dtype=torch.int64))
+    grid, _ = pooling.heatmap_grid("w", torch.arange(6, dtype=torch.int64))
     np.testing.assert_array_equal(grid.numpy(), [[0, 1, 2, 3, 4, 5]])
 
 
 @pytest.mark.parametrize(
     "tensor, error, message",
     [
-        (torch.tensor(1.0), ValueError, "0-d tensor"),
         (torch.zeros(0, 3), ValueError, "empty"),
         (torch.zeros(2, dtype=torch.complex64), TypeError, "complex64"),
         (torch.zeros(2, dtype=torch.bool), TypeError, "torch.bool"),
@@ -85,7 +84,7 @@ def test_low_precision_and_integer_inputs():
 )
 def test_heatmap_rejects_bad_tensors(tensor, error, message):
     with pytest.raises(error, match=message):
-        reduce.heatmap_grid("weights/x", tensor)
+        pooling.heatmap_grid("weights/x", tensor)
 
 
 def test_gradient_stats_match_reference():
@@ -143,52 +142,62 @@ def test_transposed_weights_pool_like_their_contiguous_copy():
     weight = torch.randn(300, 130, generator=torch.Generator().manual_seed(5))
     transposed = weight.t()
     assert not transposed.is_contiguous()
-    grid, reduction = reduce.heatmap_grid("w", transposed)
-    expected, _ = reduce.heatmap_grid("w", transposed.contiguous())
+    grid, reduction = pooling.heatmap_grid("w", transposed)
+    expected, _ = pooling.heatmap_grid("w", transposed.contiguous())
     assert reduction == "mean_pool" and tuple(grid.shape) == (64, 64)
     np.testing.assert_allclose(grid.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_gradient_stats_matches_the_separate_reductions():
-    torch.manual_seed(0)
-    tensors = [
-        torch.randn(37, 11),
-        torch.randn(5),
-        torch.randn(8, 6).t(),  # not contiguous
-        torch.tensor([1.0, float("nan"), -2.0]),
-        torch.tensor([[float("-inf"), 3.0]]),
-    ]
-    scratch = torch.empty(max(t.numel() for t in tensors))
-    expected = (
-        reduce.squared_l2_norms(tensors),
-        *reduce.abs_sums_and_maxes(tensors, scratch),
-    )
-    for got in (reduce.gradient_stats(tensors, scratch), reduce.gradient_stats(tensors)):
-        for got_list, want_list in zip(got, expected):
-            assert len(got_list) == len(want_list)
-            for value, want in zip(got_list, want_list):
-                assert value.dtype == torch.float32 and value.dim() == 0
-                torch.testing.assert_close(value, want, equal_nan=True)
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_stat_vectors_equal_the_lists(dtype):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_gradient_statistics_every_kernel_equals_torch(dtype):
+    """The one statistics path: CPU passes (with and without a scratch
+    buffer) and the fused accelerator launches give the same vector."""
     torch.manual_seed(0)
     tensors = [
         torch.randn(37, 11).to(dtype),
         torch.randn(5).to(dtype),
         torch.randn(8, 6).to(dtype).t(),  # not contiguous
         torch.tensor([1.0, float("nan"), -2.0]).to(dtype),
+        torch.tensor([[float("-inf"), 3.0]]).to(dtype),
     ]
+    wide = [t.double() for t in tensors]
+    expected = torch.tensor(
+        [float((t * t).sum()) for t in wide]
+        + [float(t.abs().sum()) for t in wide]
+        + [float(t.abs().max()) for t in wide],
+        dtype=torch.float32,
+    )
     scratch = torch.empty(max(t.numel() for t in tensors))
-    squares = torch.stack(reduce.squared_l2_norms(tensors))
-    vector = reduce.squared_l2_norm_vector(tensors)  # bfloat16: the _foreach_norm path
-    assert vector.dtype == torch.float32 and vector.shape == (len(tensors),)
-    torch.testing.assert_close(vector, squares, equal_nan=True)
-    expected = torch.stack([v for part in reduce.gradient_stats(tensors, scratch) for v in part])
-    for got in (reduce.gradient_stat_vector(tensors, scratch), reduce.gradient_stat_vector(tensors)):
+    tolerance = dict(rtol=1e-2, atol=1e-2) if dtype == torch.bfloat16 else {}
+    for got in (
+        reduce.gradient_statistics(tensors, fused=False, scratch=scratch),
+        reduce.gradient_statistics(tensors, fused=False),
+        reduce.gradient_statistics(tensors, fused=True),
+    ):
         assert got.dtype == torch.float32 and got.shape == (3 * len(tensors),)
-        torch.testing.assert_close(got, expected, equal_nan=True)
+        torch.testing.assert_close(got, expected, equal_nan=True, **tolerance)
+    rows = reduce.split_statistics(expected, len(tensors))
+    assert list(rows) == list(reduce.STAT_ROWS)
+    torch.testing.assert_close(rows["abs_max"], expected[2 * len(tensors):], equal_nan=True)
+    squares = reduce.squared_l2_norms(tensors, fused=False)
+    torch.testing.assert_close(squares, reduce.squared_l2_norms(tensors, fused=True), equal_nan=True)
+
+
+def test_nonfinite_counts_fused_and_selected_agree():
+    tensors = [torch.tensor([1.0, float("nan"), float("inf")]), torch.ones(4),
+               torch.full((2, 2), float("-inf"))]
+    fused = reduce.nonfinite_counts(tensors)
+    assert fused.tolist() == [2.0, 0.0, 4.0]
+    assert reduce.nonfinite_counts(tensors, only=[0, 2]).tolist() == [2.0, 0.0, 4.0]
+    assert reduce.nonfinite_counts(tensors, only=[]).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_sparse_and_missing_gradients_are_summarised_by_their_values():
+    assert reduce.dense_values(None) is None
+    # Duplicate indices are summed (coalesced): the stored rows are 1 and -2 + 4.
+    sparse = torch.sparse_coo_tensor([[0, 3, 3]], [1.0, -2.0, 4.0], (5,))
+    assert sorted(reduce.dense_values(sparse).tolist()) == [1.0, 2.0]
+    assert reduce.dense_values(torch.zeros(0)) is None
 
 
 def test_stack_scalars_keeps_mixed_dtypes_exact():

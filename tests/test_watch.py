@@ -17,8 +17,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from conftest import free_port
-from torch_visualization import SummaryWriter, event_records, read, reduce
-from torch_visualization import watch as watch_module
+from torch_visualization import SummaryWriter, metadata, pooling, read, reduce
+from torch_visualization.watch import decode as watch_decode
+from torch_visualization.watch import reducer as watch_reducer
 
 CLASSES = ["a", "b", "c", "d"]
 BATCH, FEATURES = 8, 12
@@ -76,13 +77,20 @@ def reference(steps, log_every, micro=1, device="cpu"):
         logging = step % log_every == 0
         optimizer.zero_grad()
         nonzero, total, probabilities = [0, 0], [0, 0], []
+        squares, numels, biggest = np.zeros(5), np.zeros(5), np.zeros(5)
         for x, y in batches[step * micro : (step + 1) * micro]:
-            hidden = model[1](model[0](x))
-            hidden2 = model[3](model[2](hidden))
-            out = model[4](hidden2)
+            outputs = [x]
+            for layer in model:  # every block of the Sequential stack
+                outputs.append(layer(outputs[-1]))
+            hidden, hidden2, out = outputs[2], outputs[4], outputs[5]
             for index, activation in enumerate((hidden, hidden2)):
                 nonzero[index] += int((activation != 0).sum())
                 total[index] += activation.numel()
+            for index, output in enumerate(outputs[1:]):
+                output = output.detach().double()
+                squares[index] += float((output * output).sum())
+                numels[index] += output.numel()
+                biggest[index] = max(biggest[index], float(output.abs().max()))
             probabilities.append(out.detach().softmax(1))
             (F.cross_entropy(out, y) / micro).backward()
         if logging:
@@ -101,10 +109,12 @@ def reference(steps, log_every, micro=1, device="cpu"):
                  for p, b in zip(model.parameters(), before)]
             ),
             "activations/zero_fraction": 1 - np.array(nonzero) / np.array(total),
+            "activations/rms": np.sqrt(squares / numels),
+            "activations/max_abs": biggest,
             "outputs/classes": torch.cat(probabilities).mean(0).cpu().numpy(),
         }
         for name, param in model.named_parameters():
-            values["weights/" + name] = reduce.heatmap_grid(name, param)[0].cpu().numpy().copy()
+            values["weights/" + name] = pooling.heatmap_grid(name, param)[0].cpu().numpy().copy()
         expected[step] = values
     return expected
 
@@ -119,9 +129,19 @@ def run_watched(logdir, steps, log_every, micro=1, device="cpu", **watch_kwargs)
     return handle, read(os.path.dirname(logdir))[os.path.basename(logdir)]
 
 
+def as_stored(tag, want):
+    """What the event file holds of a reference value: heatmaps are stored
+    as float16 where they fit (metadata.encode_heatmap_grid), so the
+    reference goes through the same encoding."""
+    if not tag.startswith("weights/"):
+        return want
+    return metadata.decode_heatmap_values(metadata.encode_heatmap_grid(want))[0]
+
+
 def assert_logged_equals(got, expected):
     for step, values in expected.items():
         for tag, want in values.items():
+            want = as_stored(tag, want)
             series = got[tag]
             assert step in series.steps, (tag, step, series.steps)
             value = series.values[series.steps.index(step)]
@@ -134,7 +154,7 @@ def kernels(request, monkeypatch):
     """Runs a test with the CPU-tuned kernels and with the accelerator path
     (fused _foreach launches, NaN/Inf counted on the device, batched pooling)
     on CPU tensors: CI has no GPU, and this is how it tests CUDA's path."""
-    monkeypatch.setattr(watch_module, "_ACCELERATOR_PATH_ON_CPU",
+    monkeypatch.setattr(watch_reducer, "ACCELERATOR_PATH_ON_CPU",
                         request.param == "accelerator-kernels")
     return request.param
 
@@ -148,6 +168,7 @@ def test_every_tag_equals_its_reference_computation(tmp_path, kernels):
     assert set(got) == {
         "gradients/norm", "gradients/mean_abs", "gradients/max_abs", "gradients/nonfinite",
         "updates/ratio", "activations/zero_fraction", "outputs/classes",
+        "activations/rms", "activations/max_abs",
     } | {"weights/" + name for name in names}
     for tag, series in got.items():
         assert series.steps == [0, 2, 4], tag
@@ -155,6 +176,8 @@ def test_every_tag_equals_its_reference_computation(tmp_path, kernels):
     assert got["gradients/norm"].labels == names
     assert got["updates/ratio"].labels == names
     assert got["activations/zero_fraction"].labels == ["1", "3"]
+    # The blocks of the Sequential stack (the residual stream of a deeper model).
+    assert got["activations/rms"].labels == ["0", "1", "2", "3", "4"]
     assert got["outputs/classes"].kind == "pie"
     assert got["outputs/classes"].labels == CLASSES
     weight = got["weights/0.weight"]
@@ -169,7 +192,8 @@ def test_every_tag_equals_its_reference_computation(tmp_path, kernels):
 
 
 def test_gradient_accumulation_counts_optimizer_steps(tmp_path, kernels):
-    handle, got = run_watched(str(tmp_path / "run"), steps=4, log_every=2, micro=3)
+    handle, got = run_watched(str(tmp_path / "run"), steps=4, log_every=2, micro=3,
+                              class_names=CLASSES)
     assert handle.step == 4  # optimizer steps, not the 12 backward calls
     assert got["gradients/norm"].steps == [0, 2]
     # Activations and outputs cover every micro-batch of the logging step.
@@ -255,7 +279,7 @@ def test_eval_forwards_between_steps_are_not_measured(tmp_path):
     model = make_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     writer = SummaryWriter(str(tmp_path / "run"))
-    writer.watch(model, optimizer, log_every=1)
+    writer.watch(model, optimizer, log_every=1, outputs="classes")
     x, y = make_batches(1)[0]
     optimizer.zero_grad()
     model.eval()
@@ -333,7 +357,7 @@ def test_bad_arguments_are_named(tmp_path):
         writer.watch(model, log_every=0)
     with pytest.raises(TypeError, match="class_names"):
         writer.watch(model, class_names="abcd")
-    with pytest.raises(ValueError, match="optimizer holds none"):
+    with pytest.raises(ValueError, match="holds none of the model"):
         writer.watch(model, torch.optim.SGD(make_model().parameters(), lr=0.1))
     with pytest.raises(ValueError, match="no parameters"):
         writer.watch(nn.ReLU())
@@ -403,8 +427,8 @@ def test_a_failing_write_never_reaches_training(tmp_path, caplog, monkeypatch):
     def broken(*args):
         raise OSError("disk full")
 
-    # What the watch thread calls to hand each logging step's event over.
-    monkeypatch.setattr(event_records, "write_event_bytes", broken)
+    # What the writer thread calls to turn each logging step into values.
+    monkeypatch.setattr(watch_decode, "event_values", broken)
     with pytest.warns(RuntimeWarning, match="writing a logging step failed"):
         train(model, optimizer, make_batches(3))
         writer.flush()
@@ -440,12 +464,14 @@ def test_compiled_model_keeps_working_without_graph_breaks(tmp_path):
     assert got["gradients/norm"].labels[0] == "0.weight"  # unwrapped names
     assert got["outputs/classes"].steps == [0, 2, 4]  # hooks on the wrapper run eagerly
     assert "weights/0.weight" in got and "updates/ratio" in got
-    # Inside the compiled region activation hooks stay out of the graph.
-    assert "activations/zero_fraction" not in got
+    # Inside the compiled region module hooks stay out of the graph.
+    for tag in ("activations/zero_fraction", "activations/rms", "activations/max_abs"):
+        assert tag not in got
     # Same training as eager: the values equal the unwatched reference.
     expected = reference(steps=6, log_every=2)
     for step in expected:
-        expected[step].pop("activations/zero_fraction")
+        for tag in ("activations/zero_fraction", "activations/rms", "activations/max_abs"):
+            expected[step].pop(tag)
     assert_logged_equals(got, expected)
     torch._dynamo.reset()
 
@@ -515,7 +541,7 @@ def test_closure_gradients_and_logits_mappings_are_logged(tmp_path):
     model = _LogitsDict()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     writer = SummaryWriter(str(tmp_path / "run"))
-    writer.watch(model, optimizer, log_every=1)
+    writer.watch(model, optimizer, log_every=1, outputs="classes")
     x = torch.ones(4, 2)
 
     def closure():

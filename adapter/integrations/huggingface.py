@@ -25,10 +25,12 @@ model's `config.id2label`.
 
 from __future__ import annotations
 
+import os
 import warnings
 
 try:
     from transformers.integrations import TensorBoardCallback as _TensorBoardCallback
+    from transformers.integrations.integration_utils import default_logdir
 except ImportError:
     raise ImportError(
         "torch_visualization.integrations.huggingface needs transformers: "
@@ -47,6 +49,8 @@ def class_names_of(model):
     Only for models whose config says they classify (`num_labels > 1`, not a
     regression problem) and whose labels cover `0 .. num_labels - 1`.
     """
+    if "Classification" not in type(model).__name__:
+        return None  # every config has id2label (2 labels by default); LMs too
     config = getattr(model, "config", None)
     id2label = getattr(config, "id2label", None)
     num_labels = getattr(config, "num_labels", None)
@@ -58,6 +62,13 @@ def class_names_of(model):
     if sorted(labels) != list(range(num_labels)):
         return None
     return [labels[i] for i in range(num_labels)]
+
+
+def _outputs_logits(model):
+    """Whether a Transformers model's output holds class scores: language
+    models (logits over the vocabulary) and classifiers."""
+    name = type(model).__name__
+    return any(part in name for part in ("LMHead", "CausalLM", "MaskedLM", "Classification"))
 
 
 def _unwrap_optimizer(optimizer):
@@ -98,8 +109,6 @@ class TorchVisualizationCallback(_TensorBoardCallback):
         ):
             raise ValueError("log_every must be a positive int or None, got %r" % (log_every,))
         super().__init__(tb_writer=tb_writer)
-        # The parent creates its writer through this attribute.
-        self._SummaryWriter = SummaryWriter
         self.log_every = log_every
         self.class_names = class_names
         self.watch_kwargs = watch_kwargs
@@ -114,17 +123,33 @@ class TorchVisualizationCallback(_TensorBoardCallback):
                 "Pass report_to='none' (or drop 'tensorboard') when using it.",
                 stacklevel=2,
             )
+        if self.tb_writer is None and state.is_world_process_zero:
+            # Our writer in the directory the parent would use (its public
+            # `logging_dir`, else its default), made before the parent would
+            # make a stock one there.
+            if state.is_hyper_param_search and state.trial_name is not None:
+                self.logging_dir = os.path.join(args.output_dir, default_logdir(), state.trial_name)
+            elif self.logging_dir is None:
+                self.logging_dir = os.path.join(args.output_dir, default_logdir())
+            self.tb_writer = SummaryWriter(log_dir=self.logging_dir)
         super().on_train_begin(args, state, control, **kwargs)
         model = kwargs.get("model")
         if self._handle is not None or model is None:
             return
         optimizer = _unwrap_optimizer(kwargs.get("optimizer"))
+        class_names = self.class_names or class_names_of(model)
         options = dict(
             # state.logging_steps is the resolved int (args may hold a ratio).
             log_every=self.log_every or int(state.logging_steps or args.logging_steps),
-            class_names=self.class_names or class_names_of(model),
-            **self.watch_kwargs,
+            class_names=class_names,
+            # Classifiers and language models output class scores (logits
+            # over labels or the vocabulary).
+            outputs="classes" if class_names or _outputs_logits(model) else None,
+            # A run resumed from a checkpoint continues its step axis, in
+            # line with the Trainer's scalars.
+            start_step=state.global_step,
         )
+        options.update(self.watch_kwargs)
         if state.is_world_process_zero:
             self._handle = self.tb_writer.watch(model, optimizer, **options)
         else:

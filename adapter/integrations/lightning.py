@@ -5,7 +5,8 @@
 
     trainer = Trainer(callbacks=[TorchVisualizationCallback(class_names=names)])
 
-What it does, at `on_fit_start` (the optimizers exist by then):
+What it does, at `on_train_start` (the optimizers and a resumed run's global
+step exist by then):
 
 - finds the run's `TensorBoardLogger` and writes into its `log_dir` (our
   events go in a file of their own beside the logger's, so the "Model
@@ -17,9 +18,13 @@ What it does, at `on_fit_start` (the optimizers exist by then):
 `watch()` counts optimizer steps, so `accumulate_grad_batches` is respected,
 and reads gradients in the optimizer's step hook: Lightning's mixed-precision
 plugin unscales gradients before it calls `optimizer.step`, so `16-mixed`
-gives the same norms as `32-true`. Under DDP/FSDP strategies the callback is
-active on every rank (watch's collectives need every rank); only global rank
-0 writes.
+gives the same norms as `32-true`. Under the `ddp` / `ddp_spawn` strategies
+and FSDP2 (`ModelParallelStrategy` with `fully_shard`) the callback is active
+on every rank (watch's collectives need every rank); only global rank 0
+writes. Lightning's `fsdp` strategy wraps the model in FSDP1
+(`FullyShardedDataParallel`), which `watch()` refuses with a clear error: its
+flat-parameter shards cannot be logged per parameter. A run resumed from a
+checkpoint continues at the trainer's global step.
 
 Works with both `lightning` (`lightning.pytorch`) and the standalone
 `pytorch_lightning` package: the hooks are plain methods Lightning looks up by
@@ -93,7 +98,9 @@ class TorchVisualizationCallback(_Callback):
             return os.fspath(self.log_dir)
         return trainer.log_dir or trainer.default_root_dir
 
-    def on_fit_start(self, trainer, pl_module):
+    def on_train_start(self, trainer, pl_module):
+        # Not on_fit_start: a resumed fit restores its global step (and the
+        # optimizers' state) between the two.
         if self._handle is not None:
             return  # a second fit() on the same callback keeps watching
         optimizers = trainer.optimizers
@@ -106,8 +113,11 @@ class TorchVisualizationCallback(_Callback):
         options = dict(
             log_every=self.log_every or trainer.log_every_n_steps,
             class_names=self.class_names,
-            **self.watch_kwargs,
+            # A run resumed from a checkpoint continues its step axis, in
+            # line with the logger's scalars.
+            start_step=trainer.global_step,
         )
+        options.update(self.watch_kwargs)
         if trainer.is_global_zero:
             self.writer = SummaryWriter(self.resolve_log_dir(trainer))
             self._handle = self.writer.watch(pl_module, optimizer, **options)

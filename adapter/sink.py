@@ -1,0 +1,384 @@
+"""The event sink: the one owner of our event file, frozen labels and writes.
+
+Everything the project writes (the writer's `add_*` chart methods and every
+`watch()` logging step) goes through one `EventSink` per writer:
+
+- **Frozen labels.** TensorBoard keeps the metadata of a tag's FIRST event
+  only, and our labels (class, layer, token names) live there. `freeze`
+  remembers each tag's kind and labels and raises `ValueError` when a later
+  call changes them.
+- **Metadata once.** Only a tag's first value in an event file carries its
+  metadata; later values are its tag and tensor alone (a bars tag of a large
+  model has kilobytes of labels).
+- **Background writes.** Values are serialised, framed and written on one
+  daemon thread behind a bounded queue (a full queue makes the caller wait
+  rather than drop data). A failed write never reaches training: the first
+  failure is reported once (`RuntimeWarning` and the log), later records of
+  that file are counted, and `close()` says how many were lost.
+
+Our events go to the project's OWN event file in the run directory, beside
+the one `torch.utils.tensorboard` writes the stock scalars to: both of
+TensorBoard's loaders read every event file of a run (the plugin turns on
+the Python loader's multi-file polling, see tb_plugin/loader.py). It is
+written through public, stable pieces only: TensorBoard's protos and its
+filesystem layer (`tensorboard.compat.tf.io.gfile`, which also serves
+`s3://`), with records framed by `event_records.frame` (CRC-32C from
+google-crc32c: TensorBoard's pure-Python CRC holds the GIL for milliseconds
+per heatmap). The file is opened on the first write, so a process that never
+writes (a distributed rank other than 0) leaves no file behind.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import warnings
+
+import numpy as np
+from tensorboard.compat import tf
+from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
+
+from torch_visualization import event_records
+
+logger = logging.getLogger(__name__)
+
+# How many submitted jobs may wait for the thread before the caller blocks
+# (bounds host memory).
+MAX_PENDING = 8
+
+# Marks our event files apart from torch's (both contain "tfevents", which is
+# what TensorBoard's loaders look for).
+FILE_MARK = ".torch_visualization"
+
+_file_numbers = itertools.count()
+
+# numpy dtype -> TensorProto dtype of the tensors we store.
+_DTYPES = {
+    np.dtype(np.float16): types_pb2.DT_HALF,
+    np.dtype(np.float32): types_pb2.DT_FLOAT,
+    np.dtype(np.float64): types_pb2.DT_DOUBLE,
+    np.dtype(np.int64): types_pb2.DT_INT64,
+}
+
+
+class FastValue:
+    """A value whose metadata the first event needs but later ones do not.
+
+    Args:
+      tag: The tag.
+      array: A numpy array of one of the stored dtypes (float16/32/64,
+        int64); its bytes become the tensor's content.
+      first_value: Called (only) when this tag's metadata is not yet in the
+        current file; returns the complete `Summary.Value`, metadata included
+        (built by `torch_visualization.summary`).
+    """
+
+    __slots__ = ("tag", "array", "first_value")
+
+    def __init__(self, tag, array, first_value):
+        self.tag = tag
+        self.array = array
+        self.first_value = first_value
+
+
+class _ValueEncoder:
+    """Serialises `Summary.value` entries, caching each tag's prefix.
+
+    After a tag's first event only its tensor bytes change, so each (tag,
+    dtype, shape) gets its serialised prefix once from protobuf and every
+    later value is two byte strings (protobuf wire format: Summary.value = 1,
+    Value.tag = 1, Value.tensor = 8, TensorProto.tensor_content = 4; fields
+    may come in any order).
+    """
+
+    def __init__(self):
+        self._prefixes = {}
+
+    def parts(self, tag, array):
+        """`(prefix, data)` of the entry of `array` under `tag` (no metadata)."""
+        array = np.ascontiguousarray(array)
+        key = (tag, array.dtype.str, array.shape)
+        prefix = self._prefixes.get(key)
+        if prefix is None:
+            shape = tensor_shape_pb2.TensorShapeProto(
+                dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in array.shape]
+            )
+            head = tensor_pb2.TensorProto(
+                dtype=_DTYPES[array.dtype], tensor_shape=shape
+            ).SerializeToString()
+            head += b"\x22" + event_records.varint(array.nbytes)
+            tensor_size = len(head) + array.nbytes
+            value_head = summary_pb2.Summary.Value(tag=tag).SerializeToString()
+            value_head += b"\x42" + event_records.varint(tensor_size) + head
+            value_size = len(value_head) + array.nbytes
+            prefix = self._prefixes[key] = b"\x0a" + event_records.varint(value_size) + value_head
+        return prefix, memoryview(array).cast("B")
+
+
+def _entry(value):
+    """A complete `Summary.Value` as one `Summary.value` entry."""
+    data = value.SerializeToString()
+    return b"\x0a" + event_records.varint(len(data)) + data
+
+
+class _EventFile:
+    """One event file of ours, written record by record (worker thread only)."""
+
+    def __init__(self, log_dir, suffix):
+        tf.io.gfile.makedirs(log_dir)
+        # Loaders read a run's files in name order: the zero-padded number
+        # keeps this process's files in the order they were opened.
+        name = "events.out.tfevents.%010d.%s.%d.%06d%s%s" % (
+            time.time(), socket.gethostname(), os.getpid(), next(_file_numbers), FILE_MARK, suffix,
+        )
+        self.path = os.path.join(log_dir, name)
+        self._file = tf.io.gfile.GFile(self.path, "wb")
+        self.failure = None
+        self.lost = 0
+        self.write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
+        self.flush()
+
+    def _fail(self, error):
+        if self.failure is None:
+            self.failure = error
+            logger.error("torch_visualization: writing events to %s failed: %s", self.path, error)
+            warnings.warn(
+                "torch_visualization: writing events to %s failed (%s: %s); training "
+                "continues, but further events of this writer are lost (counted at "
+                "close())" % (self.path, type(error).__name__, error),
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+    def write(self, data):
+        # After a failure a partial record may be on disk: nothing is
+        # appended after it (a reader would stop there anyway).
+        if self.failure is None:
+            try:
+                self._file.write(event_records.frame(data))
+                return
+            except Exception as e:  # noqa: BLE001 -- any write failure, see the module doc
+                self._fail(e)
+        self.lost += 1
+
+    def flush(self):
+        if self.failure is None:
+            try:
+                self._file.flush()
+            except Exception as e:  # noqa: BLE001
+                self._fail(e)
+
+    def close(self):
+        try:
+            self._file.close()
+        except Exception as e:  # noqa: BLE001
+            self._fail(e)
+        return self.lost
+
+
+class EventSink:
+    """Frozen labels, metadata once, background writes into our event file.
+
+    Args:
+      log_dir: The run directory (local path or any URL TensorBoard's
+        filesystem layer serves, e.g. `s3://bucket/run`).
+      filename_suffix: Appended to our event file's name.
+      flush_secs: Longest time between a write and its flush to the file.
+      max_pending: Jobs that may wait before `submit` blocks.
+    """
+
+    _STOP = object()
+
+    def __init__(self, log_dir, *, filename_suffix="", flush_secs=120, max_pending=MAX_PENDING):
+        self.log_dir = log_dir
+        self._suffix = filename_suffix or ""
+        self._flush_secs = flush_secs
+        self._frozen = {}
+        self._frozen_lock = threading.Lock()
+        self._queue = queue.Queue(max_pending)
+        self._thread = None
+        self._thread_lock = threading.Lock()
+        # Worker-thread state: the open file, tags whose metadata it holds.
+        self._file = None
+        self._seen = set()
+        self._encoder = _ValueEncoder()
+        self._last_flush = time.monotonic()
+        self._job_failures = 0
+
+    # -- frozen labels ---------------------------------------------------
+
+    def freeze(self, tag, kind, labels=(), stat_names=()):
+        """Claims `tag` for a chart kind and labels, or checks an earlier claim.
+
+        Raises:
+          ValueError: the tag was first logged as another kind or with other
+            labels / stat names (TensorBoard keeps only the first event's
+            metadata, so they are fixed per tag).
+        """
+        key = (kind, tuple(labels), tuple(stat_names))
+        with self._frozen_lock:
+            first = self._frozen.setdefault(tag, key)
+        if first == key:
+            return
+        if first[0] != kind:
+            raise ValueError(
+                "%r was first logged as a %s; it cannot be logged as a %s "
+                "(use another tag)" % (tag, first[0], kind)
+            )
+        what = "labels" if first[1] != key[1] else "stat_names"
+        old, new = (first[1], key[1]) if what == "labels" else (first[2], key[2])
+        raise ValueError(
+            "%r: %s changed from %s to %s; TensorBoard keeps only the first "
+            "event's metadata, so %s are fixed per tag (use a new tag)"
+            % (tag, what, list(old)[:8], list(new)[:8], what)
+        )
+
+    # -- writing -----------------------------------------------------------
+
+    def add_summary(self, summary, step=None, walltime=None):
+        """Queues a `Summary` of ours (built by `torch_visualization.summary`).
+
+        Its values' metadata is written only where the tag is new to the file.
+        """
+        values = list(summary.value)
+        self.submit(lambda: values, step, walltime)
+
+    def submit(self, job, step=None, walltime=None):
+        """Queues `job` for the writer thread: it runs there and returns the
+        values of ONE event (`Summary.Value` protos or `FastValue`s).
+
+        A job that raises is reported once (later failures are counted in the
+        log) and never reaches the caller.
+        """
+        walltime = time.time() if walltime is None else float(walltime)
+        step = 0 if step is None else int(step)
+        if step < 0:
+            raise ValueError("global_step must be >= 0, got %d" % step)
+        self._ensure_thread()
+        self._queue.put((job, step, walltime))
+
+    def flush(self):
+        """Waits until everything queued is written, then flushes the file."""
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put(self._flush_now)
+            self._queue.join()
+
+    def close(self):
+        """Writes everything queued, closes the file and stops the thread.
+
+        Reports (`RuntimeWarning`) how many events were lost to write
+        failures. Writing again afterwards opens a new event file (with the
+        metadata again), as `torch.utils.tensorboard` does after `close()`.
+        """
+        with self._thread_lock:
+            thread, self._thread = self._thread, None
+        if thread is None or not thread.is_alive():
+            return
+        self._queue.put(self._STOP)
+        thread.join()
+
+    # -- the writer thread -------------------------------------------------
+
+    def _ensure_thread(self):
+        if self._thread is not None:
+            return
+        with self._thread_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="torch-visualization-writer", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self):
+        while True:
+            try:
+                item = self._queue.get(timeout=self._flush_secs)
+            except queue.Empty:
+                self._flush_now()
+                continue
+            try:
+                if item is self._STOP:
+                    self._close_file()
+                    return
+                if callable(item):
+                    item()
+                else:
+                    self._write_job(*item)
+            finally:
+                self._queue.task_done()
+
+    def _write_job(self, job, step, walltime):
+        try:
+            values = job()
+        except Exception:  # noqa: BLE001 -- training must never see it
+            self._job_failures += 1
+            if self._job_failures == 1:
+                logger.exception("torch_visualization: writing a logging step failed")
+                warnings.warn(
+                    "torch_visualization: writing a logging step failed (traceback "
+                    "logged to %r); training goes on, later failures are only logged"
+                    % logger.name,
+                    RuntimeWarning,
+                )
+            else:
+                logger.warning("torch_visualization: writing a logging step failed again "
+                               "(%d times)", self._job_failures)
+            return
+        if not values:
+            return
+        if self._file is None:
+            try:
+                self._file = _EventFile(self.log_dir, self._suffix)
+            except Exception as e:  # noqa: BLE001 -- an unwritable log_dir, a full disk
+                self._job_failures += 1
+                if self._job_failures == 1:
+                    warnings.warn(
+                        "torch_visualization: cannot open an event file in %r (%s: %s); "
+                        "training goes on without our charts" % (self.log_dir, type(e).__name__, e),
+                        RuntimeWarning,
+                    )
+                return
+            self._seen = set()
+        entries, tags = [], []
+        for value in values:
+            if isinstance(value, FastValue):
+                tag = value.tag
+                if tag in self._seen:
+                    entries += self._encoder.parts(tag, value.array)
+                else:
+                    entries.append(_entry(value.first_value()))
+            else:
+                tag = value.tag
+                if tag in self._seen and value.HasField("metadata"):
+                    value = summary_pb2.Summary.Value(tag=tag, tensor=value.tensor)
+                entries.append(_entry(value))
+            tags.append(tag)
+        self._file.write(event_records.event_bytes(walltime, step, b"".join(entries)))
+        # A failed first event must carry the metadata again next time.
+        if self._file.failure is None:
+            self._seen.update(tags)
+        if time.monotonic() - self._last_flush >= self._flush_secs:
+            self._flush_now()
+
+    def _flush_now(self):
+        self._last_flush = time.monotonic()
+        if self._file is not None:
+            self._file.flush()
+
+    def _close_file(self):
+        file, self._file = self._file, None
+        if file is None:
+            return
+        lost = file.close()
+        if file.failure is not None:
+            warnings.warn(
+                "torch_visualization: %d event(s) were not written to %s after a "
+                "write failure (%s: %s)"
+                % (lost, file.path, type(file.failure).__name__, file.failure),
+                RuntimeWarning,
+            )

@@ -1,0 +1,241 @@
+"""What a logging step measures on the forward pass (hooks exist only then).
+
+Forward passes OF THE MODEL in training mode are measured: the model's own
+forward pre/post hooks keep a stack of the forwards in progress, and every
+other hook here measures only inside a measured one (so the recomputation of
+activation checkpointing, which runs during backward, is not counted twice,
+and a frozen eval-mode backbone inside a training model is measured):
+
+- activation modules: nonzero counts (`activations/zero_fraction`);
+- stat modules (the blocks of the model's ModuleList/Sequential stacks, the
+  activation modules, and `modules=` named by the user): sum of squares,
+  element count and max |x| of the output (`activations/rms`, `/max_abs`);
+- attention modules: the first example's maps (attention.py), once per
+  module and logging step;
+- the model output: class shares (`[batch, classes]` or `[batch, seq,
+  classes]`) and, for sequences, predictive entropy and the largest logit.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import warnings
+
+import torch
+
+from torch_visualization.watch import attention
+from torch_visualization.watch import plan as plans
+
+
+def _compiling():
+    return torch.compiler.is_compiling()
+
+
+def first_tensor(output):
+    """The first tensor of a module output (a tensor, or a tuple/list/dict
+    holding tensors): what a block passes on in the residual stream."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, collections.abc.Mapping):
+        output = list(output.values())
+    if isinstance(output, (list, tuple)):
+        for item in output:
+            if isinstance(item, torch.Tensor):
+                return item
+    return None
+
+
+def class_scores(output):
+    """The class scores of a model output: the output itself, the "logits"
+    entry of a mapping (Hugging Face's ModelOutput), else its first tensor."""
+    if isinstance(output, collections.abc.Mapping) and isinstance(output.get("logits"), torch.Tensor):
+        return output["logits"]
+    return first_tensor(output)
+
+
+class ForwardCapture:
+    """The forward hooks of a logging step and what they measure.
+
+    Args:
+      model: The module as passed to `watch()` (its forward is what counts).
+      plan: The watch's `WatchPlan`.
+      reducer: The `StepReducer` (holds the device-side measurements).
+      modules: `{"activations": [...], "stats": [...], "attention": [...]}`
+        modules in the plan's label order.
+      state: Returns the open window's `StepState` (None outside a window).
+      outputs_on_end: Measure the model's output when its forward ends (with
+        an optimizer; without one the step-counting hook does it).
+      guarded: Runs a measurement so that its failure is reported once and
+        never reaches training: `guarded(function, *args)`.
+    """
+
+    def __init__(self, model, plan, reducer, modules, state, outputs_on_end, guarded):
+        self._model = model
+        self._plan = plan
+        self._reducer = reducer
+        self._modules = modules
+        self._state = state
+        self._handles = []
+        self._forwards = []  # per model forward in progress: is it measured?
+        self._attention_stack = []  # attention modules running (indices)
+        self._mode = None
+        self._outputs_on_end = outputs_on_end
+        self._guarded = guarded
+        self.class_width = None
+        self._class_off = not plan.classes
+        self._classes_told = False
+
+    @property
+    def logs_classes(self):
+        """Whether the output is logged as class scores (so far)."""
+        return not self._class_off
+
+    def arm(self):
+        """Adds the hooks (idempotent)."""
+        if self._handles:
+            return
+        add = self._handles.append
+        add(self._model.register_forward_pre_hook(self._on_model_start))
+        add(self._model.register_forward_hook(self._on_model_end, always_call=True))
+        for index, module in enumerate(self._modules["activations"]):
+            add(module.register_forward_hook(self._zero_count_hook(index)))
+        for index, module in enumerate(self._modules["stats"]):
+            add(module.register_forward_hook(self._stat_hook(index)))
+        for index, module in enumerate(self._modules["attention"]):
+            add(module.register_forward_pre_hook(self._attention_start(index, module), with_kwargs=True))
+            add(module.register_forward_hook(self._attention_end, always_call=True))
+
+    def disarm(self):
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _measuring(self):
+        return bool(self._forwards) and self._forwards[-1] and not _compiling()
+
+    # -- the model ---------------------------------------------------------
+
+    def _on_model_start(self, module, inputs):
+        measured = not _compiling() and module.training and self._state() is not None
+        self._forwards.append(measured)
+        if measured and self._modules["attention"] and self._mode is None:
+            self._mode = attention.AttentionCapture(self._record_attention, self._current_attention)
+            self._mode.__enter__()
+
+    def _on_model_end(self, module, inputs, output):
+        measured = self._forwards.pop() if self._forwards else False
+        if self._mode is not None and not any(self._forwards):
+            mode, self._mode = self._mode, None
+            mode.__exit__(None, None, None)
+        state = self._state()
+        if measured and self._outputs_on_end and state is not None:
+            self._guarded(self.add_outputs, state, output)
+
+    # -- modules ----------------------------------------------------------
+
+    def _zero_count_hook(self, index):
+        def hook(module, inputs, output):
+            state = self._state()
+            if self._measuring() and state is not None and isinstance(output, torch.Tensor) \
+                    and output.numel():
+                self._guarded(self._reducer.count_activation, state, index, output)
+
+        return hook
+
+    def _stat_hook(self, index):
+        def hook(module, inputs, output):
+            state = self._state()
+            if not self._measuring() or state is None:
+                return
+            tensor = first_tensor(output)
+            if tensor is not None and tensor.numel() and tensor.is_floating_point():
+                self._guarded(self._reducer.add_module_stats, state, index, tensor)
+
+        return hook
+
+    def _attention_start(self, index, module):
+        def hook(module, args, kwargs):
+            self._attention_stack.append(index)
+            if self._measuring() and isinstance(module, torch.nn.MultiheadAttention):
+                self._record_attention(index, lambda: attention.mha_probabilities(module, args, kwargs))
+
+        return hook
+
+    def _attention_end(self, module, inputs, output):
+        if self._attention_stack:
+            self._attention_stack.pop()
+
+    def _current_attention(self):
+        """The innermost attention module running, unless its maps come from
+        its own pre-hook (MultiheadAttention)."""
+        if not self._attention_stack:
+            return None
+        index = self._attention_stack[-1]
+        if isinstance(self._modules["attention"][index], torch.nn.MultiheadAttention):
+            return None
+        return index
+
+    def _record_attention(self, index, compute):
+        state = self._state()
+        if state is None or index in state.attention or not self._measuring():
+            return
+        self._guarded(self._add_attention, state, index, compute)
+
+    def _add_attention(self, state, index, compute):
+        with torch.no_grad():
+            maps = compute()
+        if maps is not None:
+            self._reducer.add_attention(state, index, maps)
+
+    # -- the output ---------------------------------------------------------
+
+    def add_outputs(self, state, output):
+        """Class shares (and sequence statistics) of a measured model output."""
+        if self._class_off:
+            self._tell_no_classes(output)
+            return
+        scores = class_scores(output)
+        if scores is None:
+            return
+        names = self._plan.class_names
+        if scores.dim() not in (2, 3) or not scores.is_floating_point() or scores.shape[-1] < 2:
+            # Once class scores were seen, other outputs are skipped, not fatal:
+            # under a DDP strategy Lightning calls training_step through the
+            # module's __call__ (hooks see the loss).
+            if self.class_width is None:
+                self._disable_classes("the model output has shape %s, not [batch, classes] "
+                                      "or [batch, seq, classes]" % list(scores.shape))
+            return
+        width = scores.shape[-1]
+        if names and width != len(names):
+            self._disable_classes("the model output has %d classes but %d class_names were given"
+                                  % (width, len(names)))
+            return
+        if self.class_width is None:
+            self.class_width = width
+        elif width != self.class_width:
+            return
+        self._reducer.add_class_scores(state, scores.reshape(-1, width), sequence=scores.dim() == 3)
+
+    def _disable_classes(self, why):
+        self._class_off = True
+        self._classes_told = True
+        warnings.warn("torch_visualization watch: %r is not logged: %s"
+                      % (plans.TAG_CLASSES, why), RuntimeWarning, stacklevel=5)
+
+    def _tell_no_classes(self, output):
+        """Says once why there is no pie when the output might be class
+        scores but nothing says it is."""
+        if self._classes_told:
+            return
+        self._classes_told = True
+        scores = class_scores(output)
+        if scores is not None and scores.dim() in (2, 3) and scores.is_floating_point() \
+                and scores.shape[-1] >= 2:
+            warnings.warn(
+                "torch_visualization watch: %r is not logged: nothing says the model's %s "
+                "output holds class scores (it may be a regression or multi-output head); "
+                "pass class_names=... or outputs='classes' to log the mean softmax"
+                % (plans.TAG_CLASSES, list(scores.shape)),
+                RuntimeWarning, stacklevel=5,
+            )

@@ -1,0 +1,129 @@
+"""One logging step in transit: named segments of one buffer.
+
+The reducer (training thread) adds 1-D device tensors under names; `build`
+concatenates them into ONE buffer and starts its ONE copy to the host. The
+decoder (writer thread) reads each segment back by its name: no offsets
+shared between the two by convention.
+
+Segment names (the reducer writes them, `decode.py` reads them):
+
+- `grads.<k>`: gradient statistics (`reduce.STAT_ROWS` rows) of the present
+  gradients of gradient group k; `nonfinite.<k>` their NaN/Inf counts;
+- `updates.<k>`: `[squared norms before | squared norms of the update]` of
+  the parameters optimizer k stepped;
+- `activations`: nonzero counts, one per measured activation output;
+- `module_stats`: sum of squares and max |x| of each measured module output;
+- `attention.<i>`, `entropy.<i>`: attention module i's pooled maps of the
+  first example and its mean entropy per head;
+- `classes`: the sum of the softmax of the logged outputs;
+- `sequence`: sum of predictive entropies and the largest logit of sequence
+  outputs;
+- `heatmaps`: every weight's grid, in the heatmap plan's order (block sums).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+
+class PacketBuilder:
+    """Collects the named 1-D pieces of one logging step on the device."""
+
+    def __init__(self):
+        self._pieces = []
+        self._segments = {}
+        self._size = 0
+
+    def add(self, name, tensor):
+        """Adds a 1-D tensor (or several: their concatenation) as `name`."""
+        tensors = tensor if isinstance(tensor, (list, tuple)) else [tensor]
+        if name in self._segments:
+            raise ValueError("packet: segment %r added twice" % name)
+        size = 0
+        for piece in tensors:
+            if piece.dim() != 1:
+                raise ValueError("packet: segment %r needs 1-D pieces, got shape %s"
+                                 % (name, list(piece.shape)))
+            self._pieces.append(piece)
+            size += piece.shape[0]
+        self._segments[name] = (self._size, size)
+        self._size += size
+
+    def build(self, device):
+        """`(host buffer, ready event or None, segments)`: one float32 buffer
+        on `device`, its copy to the host started (non-blocking on CUDA)."""
+        if not self._pieces:
+            return None, None, {}
+        with torch.no_grad():
+            pieces = [p if p.device == device else p.to(device) for p in self._pieces]
+            pieces = [p if p.dtype == torch.float32 else p.float() for p in pieces]
+            flat = torch.cat(pieces)
+        host, ready = _to_host(flat)
+        return host, ready, dict(self._segments)
+
+
+def _to_host(flat):
+    """Starts the one device-to-host copy; returns `(host tensor, event or None)`."""
+    if flat.device.type == "cpu":
+        return flat, None
+    if flat.device.type == "cuda":
+        host = torch.empty(flat.shape, dtype=flat.dtype, pin_memory=True)
+        host.copy_(flat, non_blocking=True)
+        ready = torch.cuda.Event()
+        ready.record(torch.cuda.current_stream(flat.device))
+        return host, ready
+    return flat.cpu(), None
+
+
+@dataclasses.dataclass
+class Packet:
+    """One logging step, handed from the training thread to the writer thread.
+
+    Attributes:
+      step, walltime: Where the event goes.
+      buffer: The host buffer (may still be filling until `ready` fires).
+      ready: A CUDA event to wait for, or None.
+      segments: `{name: (offset, size)}` in `buffer`.
+      gradient_groups: `[(segment suffix, positions in plan.grad_names)]`.
+      update_groups: `[(segment suffix, positions in plan.grad_names)]`.
+      activation_entries: `[(activation index, numel)]`, one per count.
+      module_entries: `[(stat module index, numel)]`, one per pair in
+        `module_stats` (sum of squares, max |x|).
+      attention_entries: `[(attention module index, pooled shape, original
+        shape)]` of the `attention.<i>` / `entropy.<i>` segments.
+      class_samples: Rows summed in the `classes` segment (0: none).
+      sequence_positions: Positions behind the `sequence` segment (sum of
+        predictive entropies, largest logit); 0: none.
+      heatmaps: `[(tag, grid shape, first-event extra)]` in buffer order.
+      heatmap_scales: Per cell of `heatmaps`, the factor to the mean.
+    """
+
+    step: int
+    walltime: float
+    buffer: torch.Tensor
+    ready: object
+    segments: dict
+    gradient_groups: list
+    update_groups: list
+    activation_entries: list
+    module_entries: list
+    attention_entries: list
+    class_samples: int
+    sequence_positions: int
+    heatmaps: list
+    heatmap_scales: object
+
+    def wait(self):
+        """Blocks until the host buffer holds the device's numbers."""
+        if self.ready is not None:
+            self.ready.synchronize()
+
+    def segment(self, name, array):
+        """The segment `name` of `array` (the buffer as numpy), or None."""
+        where = self.segments.get(name)
+        if where is None:
+            return None
+        offset, size = where
+        return array[offset:offset + size]

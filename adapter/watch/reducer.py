@@ -1,0 +1,377 @@
+"""The device work of a logging step: statistics into one packet.
+
+Everything a logging step measures is reduced where it lives (fused
+`torch._foreach_*` launches on accelerators, cache-friendly passes and kept
+buffers on the CPU, one pooling per parameter shape), added to a
+`PacketBuilder` under its segment name, and leaves the device in ONE copy.
+Under FSDP2 the statistics of sharded tensors come from `distributed` (each
+call a COLLECTIVE); under DDP/FSDP the step's class and activation counts are
+summed over the ranks with one all_reduce.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from torch_visualization import distributed, pooling, reduce
+from torch_visualization.watch import attention
+from torch_visualization.watch import packet as packets
+from torch_visualization.watch import plan as plans
+
+# Test seam: run the accelerator path (the one CUDA takes) on CPU tensors, so
+# that CI, which has no GPU, exercises it too. Never set in production.
+ACCELERATOR_PATH_ON_CPU = False
+
+_foreach_clone = getattr(torch, "_foreach_clone", None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Roles:
+    """What this process does at a logging step.
+
+    Attributes:
+      writes: Writes events (the only process that does: global rank 0).
+      sync: Sums class/activation counts over ranks (a process group exists).
+      sharded: Parameters are sharded DTensors: statistics are collectives
+        every rank joins.
+    """
+
+    writes: bool = True
+    sync: bool = False
+    sharded: bool = False
+
+    @property
+    def measures_parameters(self):
+        """Whether this rank takes gradient, update and weight statistics.
+
+        DDP: rank 0's gradients and weights already are the global ones, so
+        the other ranks skip them; FSDP: every rank holds shards and joins.
+        """
+        return self.writes or self.sharded
+
+
+@dataclasses.dataclass
+class StepState:
+    """What the logging step in progress has measured so far (device tensors)."""
+
+    activations: list = dataclasses.field(default_factory=list)  # (index, 0-d count, numel)
+    module_stats: list = dataclasses.field(default_factory=list)  # (index, sum x², max|x|, numel)
+    attention: dict = dataclasses.field(default_factory=dict)  # index -> (maps, entropy, shape)
+    class_sum: object = None
+    class_samples: int = 0
+    sequence: object = None  # [sum of entropies, max logit] of sequence outputs
+    sequence_positions: int = 0
+    gradient_groups: list = dataclasses.field(default_factory=list)  # (suffix, positions, stats, nonfinite)
+    update_groups: list = dataclasses.field(default_factory=list)  # (suffix, positions, norms)
+    before: dict = dataclasses.field(default_factory=dict)  # optimizer index -> weight copies
+    stepped: set = dataclasses.field(default_factory=set)  # optimizers whose update is measured
+    measured: set = dataclasses.field(default_factory=set)  # grad positions already read
+
+
+class StepReducer:
+    """Reduces one watch's tensors at logging steps (training thread).
+
+    Args:
+      plan: The watch's `WatchPlan`.
+      params: Every watched parameter (heatmaps), in `plan.param_names` order.
+      grad_params: The trainable ones, in `plan.grad_names` order.
+      roles: This process's `Roles`.
+    """
+
+    def __init__(self, plan, params, grad_params, roles):
+        self.plan = plan
+        self.roles = roles
+        self._params = params
+        self._grad_params = grad_params
+        self.device = params[0].device
+        # Kernels for accelerators (fused launches, counts on the device) or
+        # tuned for the CPU (BLAS dots, kept buffers, NaN/Inf read on the host).
+        self.accelerated = self.device.type != "cpu" or ACCELERATOR_PATH_ON_CPU
+        self._before_buffers = {}
+        self._scratch_buffer = None
+        self._segment_lengths = {}
+        if roles.sharded:
+            # distributed.heatmap_grids pools the shards at logging steps and
+            # returns means (scale 1); planning touches no DTensor op here.
+            shapes = [pooling.grid_shape(param.shape, plan.max_cells) for param in params]
+            scales = [1.0] * len(params)
+            order = range(len(params))
+            self._heatmaps = None
+        else:
+            self._heatmaps = pooling.HeatmapPlan(params, plan.max_cells, batch=self.accelerated)
+            shapes, scales, order = self._heatmaps.shapes, self._heatmaps.scales, self._heatmaps.order
+        # (tag, grid shape, what its first event's metadata needs), in the
+        # order the grids lie in a packet.
+        self.heatmap_entries = [
+            (
+                plans.TAG_WEIGHTS + plan.param_names[index],
+                shapes[index][:2],
+                {"original_shape": tuple(params[index].shape), "reduction": shapes[index][2]},
+            )
+            for index in order
+        ]
+        self.heatmap_scales = np.concatenate([
+            np.full(shapes[index][0] * shapes[index][1], scales[index], dtype=np.float32)
+            for index in order
+        ])
+
+    # -- around an optimizer step -------------------------------------------
+
+    def copy_weights(self, state, group):
+        """Keeps the weights optimizer `group` is about to step (for updates)."""
+        if not self.roles.measures_parameters or group in state.stepped or group in state.before:
+            return
+        params = [self._grad_params[p] for p in self.plan.optimizer_groups[group]]
+        with torch.no_grad():
+            if self.roles.sharded:
+                # DTensors stay DTensors: the update norms combine across shards.
+                state.before[group] = [param.detach().clone() for param in params]
+            elif self.accelerated:
+                # Fresh blocks from the caching allocator (free again between
+                # logging steps) filled by fused copies.
+                if _foreach_clone is not None:
+                    state.before[group] = _foreach_clone(params)
+                else:
+                    copies = [torch.empty_like(param) for param in params]
+                    torch._foreach_copy_(copies, params)
+                    state.before[group] = copies
+            else:
+                # Kept buffers: a fresh multi-MB CPU allocation page-faults on
+                # every logging step.
+                buffers = self._before_buffers.get(group)
+                if buffers is None:
+                    buffers = self._before_buffers[group] = [torch.empty_like(p) for p in params]
+                torch._foreach_copy_(buffers, params)
+                state.before[group] = buffers
+
+    def measure_update(self, state, group):
+        """Squared norms of the weights before optimizer `group`'s step and of
+        its update (COLLECTIVE under sharding)."""
+        before = state.before.pop(group, None)
+        if before is None or group in state.stepped:
+            return
+        state.stepped.add(group)
+        positions = self.plan.optimizer_groups[group]
+        params = [self._grad_params[p] for p in positions]
+        with torch.no_grad():
+            if self.roles.sharded:
+                deltas = [old - new for old, new in zip(before, params)]
+                norms = distributed.squared_l2_norms(before + deltas)
+            else:
+                norms = [self._squared_norms(before)]
+                torch._foreach_sub_(before, params)
+                norms.append(self._squared_norms(before))
+        state.update_groups.append(("u%d" % group, positions, norms))
+
+    def _squared_norms(self, tensors):
+        by_device = _by_device(tensors)
+        if len(by_device) == 1:
+            return reduce.squared_l2_norms(tensors, fused=self.accelerated)
+        pieces = torch.empty(len(tensors), dtype=torch.float32, device=self.device)
+        for positions, members in by_device.values():
+            norms = reduce.squared_l2_norms(members, fused=self.accelerated)
+            pieces[positions] = norms.to(self.device)
+        return pieces
+
+    def measure_gradients(self, state, positions=None):
+        """Gradient statistics of the parameters at `positions` (default:
+        every trainable parameter not measured yet in this logging step).
+
+        COLLECTIVE under sharding; skipped on DDP ranks other than 0.
+        """
+        if not self.roles.measures_parameters:
+            return
+        if positions is None:
+            positions = [p for p in range(len(self._grad_params)) if p not in state.measured]
+        state.measured.update(positions)
+        present, grads = [], []
+        for position in positions:
+            grad = reduce.dense_values(self._grad_params[position].grad)
+            if grad is not None:
+                present.append(position)
+                grads.append(grad)
+        if not grads:
+            return
+        suffix = "g%d" % len(state.gradient_groups)
+        with torch.no_grad():
+            if self.roles.sharded:
+                stats, nonfinite = distributed.gradient_statistics(grads)
+            elif len(_by_device(grads)) > 1:
+                stats, nonfinite = self._statistics_across_devices(grads)
+            else:
+                stats, nonfinite = self._statistics(grads, tuple(present))
+        state.gradient_groups.append((suffix, present, stats, nonfinite))
+
+    def _statistics(self, grads, key):
+        if not self.accelerated and grads[0].device.type == "cpu":
+            stats = reduce.gradient_statistics(grads, fused=False, scratch=self._scratch(grads))
+            # CPU results are already there (no sync to read them), so only
+            # gradients whose max |g| is not finite get counted.
+            maxes = stats[2 * len(grads):].numpy()
+            only = np.flatnonzero(~np.isfinite(maxes)).tolist()
+            return stats, reduce.nonfinite_counts(grads, only=only)
+        stats = reduce.gradient_statistics(grads, fused=True)
+        if key not in self._segment_lengths:
+            self._segment_lengths = {key: reduce.segment_lengths(grads)}
+        return stats, reduce.nonfinite_counts(grads, self._segment_lengths[key])
+
+    def _statistics_across_devices(self, grads):
+        """Parameters on several devices: per device, then to ours."""
+        count = len(grads)
+        stats = torch.empty(3 * count, dtype=torch.float32, device=self.device)
+        nonfinite = torch.empty(count, dtype=torch.float32, device=self.device)
+        for positions, members in _by_device(grads).values():
+            vector = reduce.gradient_statistics(members, fused=True).to(self.device)
+            for row in range(3):
+                stats[[row * count + p for p in positions]] = vector[row * len(members):(row + 1) * len(members)]
+            nonfinite[positions] = reduce.nonfinite_counts(members).to(self.device)
+        return stats, nonfinite
+
+    def _scratch(self, grads):
+        """A kept CPU buffer as large as the largest gradient."""
+        size = max(grad.numel() for grad in grads)
+        if self._scratch_buffer is None or self._scratch_buffer.numel() < size:
+            self._scratch_buffer = torch.empty(size, dtype=torch.float32)
+        return self._scratch_buffer
+
+    # -- forward passes -----------------------------------------------------
+
+    @staticmethod
+    def count_activation(state, index, output):
+        """Counts the nonzero outputs of activation module `index`."""
+        with torch.no_grad():
+            state.activations.append((index, reduce.nonzero_count(output), output.numel()))
+
+    @staticmethod
+    def add_module_stats(state, index, output):
+        """Sum of squares and max |x| of a module's output (residual stream)."""
+        with torch.no_grad():
+            flat = output.detach().reshape(-1)
+            stats = torch.stack([torch.linalg.vector_norm(flat, 2, dtype=torch.float32).square(),
+                                 torch.linalg.vector_norm(flat, float("inf"), dtype=torch.float32)])
+        state.module_stats.append((index, stats, flat.numel()))
+
+    @staticmethod
+    def add_attention(state, index, maps):
+        """One module's attention maps of the first example: pooled maps and
+        the entropy per head (of the full maps), kept on the device."""
+        state.attention[index] = (attention.pooled(maps), attention.entropy(maps), tuple(maps.shape))
+
+    @staticmethod
+    def add_class_scores(state, scores, sequence=False):
+        """Adds the softmax of `[rows, classes]` scores to the step's sums;
+        for a sequence output (rows = batch x positions) also the predictive
+        entropy and the largest logit."""
+        with torch.no_grad():
+            probabilities = torch.softmax(scores.detach(), 1, dtype=torch.float32)
+            sums = probabilities.sum(0)
+            if sequence:
+                entropy = -torch.special.xlogy(probabilities, probabilities).sum()
+                top = scores.detach().max().float()
+                stats = torch.stack([entropy, top])
+                if state.sequence is None:
+                    state.sequence = stats
+                else:
+                    state.sequence = torch.stack([state.sequence[0] + entropy,
+                                                  torch.maximum(state.sequence[1], top)])
+                state.sequence_positions += scores.shape[0]
+        state.class_sum = sums if state.class_sum is None else state.class_sum.add_(sums)
+        state.class_samples += scores.shape[0]
+
+    # -- the end of a logging step ---------------------------------------------
+
+    def finish(self, step, walltime, state, class_width):
+        """The rest of the device work; returns the `Packet` (None on ranks
+        that do not write, once their collectives are done)."""
+        if self.roles.sync:
+            self._sum_across_ranks(state, class_width)  # COLLECTIVE
+            if not self.roles.measures_parameters:
+                return None  # DDP ranks != 0: their share is done
+        builder = packets.PacketBuilder()
+        with torch.no_grad():
+            for suffix, _, stats, nonfinite in state.gradient_groups:
+                builder.add("grads." + suffix, stats)
+                builder.add("nonfinite." + suffix, nonfinite)
+            for suffix, _, norms in state.update_groups:
+                builder.add("updates." + suffix, norms)
+            if state.activations:
+                builder.add("activations", reduce.stack_scalars(
+                    [count if count.device == self.device else count.to(self.device)
+                     for _, count, _ in state.activations]))
+            if state.module_stats:
+                builder.add("module_stats", torch.cat([stats for _, stats, _ in state.module_stats]))
+            for index, (maps, entropy, _) in sorted(state.attention.items()):
+                builder.add("attention.%d" % index, maps.reshape(-1))
+                builder.add("entropy.%d" % index, entropy)
+            if state.class_samples:
+                builder.add("classes", state.class_sum)
+            if state.sequence is not None:
+                builder.add("sequence", state.sequence)
+            if self.roles.sharded:
+                # Means pooled shard by shard; only the grids are all-reduced
+                # (COLLECTIVE). Their entries carry scale 1 (see __init__).
+                grids = [grid.reshape(-1) for grid, _ in distributed.heatmap_grids(
+                    zip(self.plan.param_names, self._params), self.plan.max_cells
+                )]
+                if not self.roles.writes:
+                    return None  # FSDP ranks != 0: no host copy, no writing
+            else:
+                grids = self._heatmaps.flat_grids(self._params)
+            builder.add("heatmaps", grids)
+        buffer, ready, segments = builder.build(self.device)
+        return packets.Packet(
+            step=step,
+            walltime=walltime,
+            buffer=buffer,
+            ready=ready,
+            segments=segments,
+            gradient_groups=[(suffix, positions) for suffix, positions, _, _ in state.gradient_groups],
+            update_groups=[(suffix, positions) for suffix, positions, _ in state.update_groups],
+            activation_entries=[(index, numel) for index, _, numel in state.activations],
+            module_entries=[(index, numel) for index, _, numel in state.module_stats],
+            attention_entries=[(index, tuple(maps.shape), shape)
+                               for index, (maps, _, shape) in sorted(state.attention.items())],
+            class_samples=state.class_samples,
+            sequence_positions=state.sequence_positions,
+            heatmaps=self.heatmap_entries,
+            heatmap_scales=self.heatmap_scales,
+        )
+
+    def _sum_across_ranks(self, state, class_width):
+        """This rank's output and activation counts -> the global batch's.
+
+        ONE all_reduce on every rank (COLLECTIVE); the results stay on the
+        device. Afterwards `class_sum` holds the global mean softmax
+        (`class_samples` 1) and each activation module has one entry whose
+        count is its global nonzero fraction (numel 1).
+        """
+        modules = len(self.plan.activation_names)
+        class_sum = None
+        # Every rank decides this the same way (same model, same outputs).
+        if class_width:
+            class_sum = state.class_sum
+            if class_sum is None:
+                class_sum = torch.zeros(class_width, device=self.device)
+        else:
+            state.class_samples = 0  # never log one rank's share alone
+        if class_sum is None and not modules:
+            return
+        class_mean, nonzero = distributed.sum_step_counts(
+            class_sum, state.class_samples, state.activations, modules, device=self.device
+        )
+        if class_mean is not None:
+            state.class_sum, state.class_samples = class_mean, 1
+        state.activations = [(index, nonzero[index], 1) for index in range(modules)]
+
+
+def _by_device(tensors):
+    """`{device: (positions, tensors)}` of a list of tensors."""
+    groups = {}
+    for position, tensor in enumerate(tensors):
+        positions, members = groups.setdefault(tensor.device, ([], []))
+        positions.append(position)
+        members.append(tensor)
+    return groups
