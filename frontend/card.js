@@ -11,6 +11,7 @@ import { CardBase } from './cardframe.js';
 import { countNonFinite, nearestStep } from './charts.js';
 import { fetchData } from './model.js';
 import { formatSummary, stepSummary } from './stats.js';
+import { createAttentionView } from './views/attention.js';
 import { createBarsView } from './views/bars.js';
 import { createConfusionView } from './views/confusion.js';
 import { createHeatmapView } from './views/heatmap.js';
@@ -24,6 +25,7 @@ export const VIEWS = {
   bars: createBarsView,
   scatter: createScatterView,
   confusion: createConfusionView,
+  attention: createAttentionView,
 };
 
 /**
@@ -97,7 +99,7 @@ export class Card extends CardBase {
     this.frame.setBadge(countNonFinite(data.values));
     // Scatter rows end with a class index: only x and y are values.
     const numbers = this.kind === 'scatter' ? data.values.map((r) => r.slice(0, 2)) : data.values;
-    this.frame.setStats(formatSummary(stepSummary(numbers)), `at step ${data.step}`);
+    this.frame.setStats(formatSummary(stepSummary(numbers, data.range)), `at step ${data.step}`);
     try {
       this.view.update(data);
     } catch (err) {

@@ -9,12 +9,16 @@
  * "overtime" | "compare") / data-state ("loading" | "ready" | "error" |
  * "empty") and data-run (one run) or data-runs (JSON list, compare cards);
  * `.card-title`, `.card-run`, `.nonfinite-badge`, `.card-stats`,
- * `.export-png`, `.export-csv`, `.card-message`, `.retry-button`.
+ * `.export-png`, `.export-csv`, `.card-message`, `.retry-button`,
+ * `.sample-note` (TensorBoard sampled the steps), `.card-focus` (the
+ * finding that opened the card; the card then has class `is-focused` and
+ * data-highlight, a JSON list of the labels outlined in its chart).
  */
 
 import { reportError } from './banner.js';
 import { createTooltip, el } from './dom.js';
 import { exportCsv, exportPng } from './export.js';
+import { samplingNote } from './sampling.js';
 import { StepSlider } from './slider.js';
 
 export class CardFrame {
@@ -26,6 +30,13 @@ export class CardFrame {
   constructor(spec) {
     this.badge = el('span', { class: 'nonfinite-badge', hidden: true, role: 'status' });
     this.stats = el('div', { class: 'card-stats', hidden: true });
+    this.sampleNote = el('div', { class: 'sample-note', hidden: true });
+    this.focusText = el('span', { class: 'card-focus-text' });
+    const clearFocus = el('button', {
+      type: 'button', class: 'card-focus-clear', text: '×', title: 'Clear the highlight', 'aria-label': 'clear the highlight',
+    });
+    clearFocus.addEventListener('click', () => spec.onClearFocus());
+    this.focusNote = el('div', { class: 'card-focus', hidden: true }, [this.focusText, clearFocus]);
     this.messageText = el('span', { text: 'Loading…' });
     this.retry = el('button', { type: 'button', class: 'retry-button', text: 'Retry', hidden: true });
     this.retry.addEventListener('click', () => spec.onRetry());
@@ -62,6 +73,8 @@ export class CardFrame {
         ]),
         el('div', { class: 'card-subtitle' }, [runLine, this.badge]),
         this.stats,
+        this.sampleNote,
+        this.focusNote,
       ]),
       this.body,
       this.message,
@@ -99,6 +112,19 @@ export class CardFrame {
     this.stats.hidden = !text;
   }
 
+  /** The sampling note ("" hides it). */
+  setSampling(text) {
+    this.sampleNote.textContent = text || '';
+    this.sampleNote.hidden = !text;
+  }
+
+  /** Marks the card as opened by a finding (`text`: its message) or unmarks it. */
+  setFocus(on, text) {
+    this.focusText.textContent = on ? text || 'Opened from the findings.' : '';
+    this.focusNote.hidden = !on;
+    this.element.classList.toggle('is-focused', on);
+  }
+
   dispose() {
     this.tooltip.hide();
     this.element.remove();
@@ -132,6 +158,7 @@ export class CardBase {
     this.disposed = false;
     this.pendingStep = undefined; // a linked step to go to once steps are known
     this.lastStep = undefined; // what the last load asked for (Retry asks again)
+    this.focusSpec = null; // {labels, log, applied} of the finding that opened the card
     this.view = null;
     this.slider = null;
     this.frame = new CardFrame({
@@ -139,6 +166,7 @@ export class CardBase {
       onRetry: () => this.load(this.lastStep),
       onPng: () => this.exportWith(exportPng),
       onCsv: () => this.exportWith(exportCsv),
+      onClearFocus: () => this.unfocus(),
     });
     this.element = this.frame.element;
   }
@@ -212,6 +240,52 @@ export class CardBase {
     }
     if (this.isStale(token)) return;
     this.show(response);
+    this.frame.setSampling(samplingNote(response));
+    this.applyFocus();
+  }
+
+  /**
+   * Opens the card on a finding (a click in the Findings strip): shows
+   * `step` (the logged step nearest it; cards without a slider show every
+   * step) and outlines `labels` in the chart, `log` switching bars to the
+   * log scale; `note` (the finding's message) stays on the card until the
+   * user clears it or another finding is opened.
+   * @param {{step?: number, labels?: string[], log?: boolean, note?: string}} focus
+   */
+  focus({ step, labels = [], log = false, note = '' }) {
+    if (this.disposed) return;
+    this.focusSpec = { labels, log, applied: false };
+    this.frame.setFocus(true, note);
+    this.applyFocus();
+    if (!this.slider || step === undefined) {
+      this.activate();
+      return;
+    }
+    const snapped = this.hasData() ? this.slider.show(step) : undefined;
+    const target = snapped ?? step;
+    const shown = this.frame.state === 'ready' ? Number(this.element.dataset.step) : NaN;
+    if (this.loaded && target === shown) return;
+    this.loaded = true;
+    this.slider.cancel();
+    this.load(target);
+  }
+
+  /** Clears what focus() marked. */
+  unfocus() {
+    this.focusSpec = null;
+    this.frame.setFocus(false, '');
+    delete this.element.dataset.highlight;
+    if (this.view && typeof this.view.focus === 'function') this.view.focus({ labels: [] });
+  }
+
+  // Once the view has drawn data: its focus stays across steps, so it is
+  // applied once (a user who then leaves the log scale stays off it).
+  applyFocus() {
+    const spec = this.focusSpec;
+    if (!spec || spec.applied || !this.view || this.frame.state !== 'ready') return;
+    spec.applied = true;
+    const shown = typeof this.view.focus === 'function' ? this.view.focus({ labels: spec.labels, log: spec.log }) : [];
+    this.element.dataset.highlight = JSON.stringify(shown);
   }
 
   /**

@@ -95,7 +95,7 @@ export class CompareCard extends CardBase {
     this.frame.setState('ready', failures.join('\n'));
     const withData = datasets.filter((d) => d.data);
     this.frame.setBadge(withData.reduce((n, d) => n + countNonFinite(d.data.values), 0));
-    this.frame.setStats(withData.map((d) => `${d.run}: ${formatSummary(stepSummary(d.data.values))}`).join('\n'));
+    this.frame.setStats(withData.map((d) => `${d.run}: ${formatSummary(stepSummary(d.data.values, d.data.range))}`).join('\n'));
     try {
       this.view.update(datasets, { diff: this.hooks.diff() });
     } catch (err) {

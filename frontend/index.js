@@ -6,13 +6,19 @@
  * The page: a run selector (one checkbox per run, class `run-toggle`, plus
  * select-all), a tag regex filter (`tag-filter`), a view switch (`view-mode`
  * buttons: steps, over time, compare runs), a "link step sliders" toggle
- * (`link-steps`), an error banner, and cards grouped in sections by chart
- * kind (plan.js decides which). Cards fetch their data only when scrolled
- * into view, so hundreds of cards stay cheap.
+ * (`link-steps`), an error banner, the Findings strip (findings.js: what
+ * the diagnosis engine found per selected run; a click opens the card at
+ * the finding's step, see openFinding), and cards grouped in sections by chart
+ * kind (plan.js decides which) and, inside a section with many cards, in
+ * collapsible groups by module path (grouping.js, cardgroups.js: a closed
+ * group builds no cards). Cards fetch their data only when scrolled into
+ * view, so hundreds of cards stay cheap. The tag filter is a regular
+ * expression, or a module path (`blocks.3/attn`) selecting that subtree.
  *
  * Live: TensorBoard's reload (button and timer) reaches the tab through the
  * host message channel (host.js); the tab then reloads the listing and the
- * cards on screen, keeping selection, slider positions and scroll.
+ * cards on screen and asks for the findings again, keeping selection,
+ * slider positions and scroll.
  * State (runs, filter, view, compare pair, linked sliders) lives in
  * TensorBoard's URL (urlstate.js) and survives a page reload.
  */
@@ -22,10 +28,17 @@ import { Card } from './card.js';
 import { runColor } from './colors.js';
 import { CompareBar } from './comparebar.js';
 import { CompareCard } from './comparecard.js';
+import { CardGroups } from './cardgroups.js';
 import { debounce, el } from './dom.js';
+import { FindingsStrip } from './findings.js';
 import { connectHost, MESSAGES } from './host.js';
+import {
+  AUTO_COLLAPSE_CARDS, groupSpecs, makeTagFilter, moduleGroup,
+} from './grouping.js';
 import { fetchTags } from './model.js';
-import { naturalCompare, planCards, SECTIONS } from './plan.js';
+import {
+  cardKey, naturalCompare, OVERTIME_KINDS, planCards, SECTIONS,
+} from './plan.js';
 import { RunList } from './runlist.js';
 import { SeriesCard } from './seriescard.js';
 import {
@@ -56,7 +69,8 @@ class Page {
     this.known = new Set(); // runs seen before: new runs start selected
     this.urlRuns = null; // the selection read from the URL, applied once
     this.filterText = '';
-    this.filter = null; // RegExp, null = everything
+    this.filter = null; // {test(tag)} (grouping.makeTagFilter), null = everything
+    this.groupOpen = new Map(); // kind + group -> open, as the user left it
     this.view = 'steps';
     this.diff = null; // [runA, runB] chosen for the difference view
     this.link = false;
@@ -83,8 +97,8 @@ class Page {
     this.filterInput = el('input', {
       type: 'search',
       class: 'tag-filter',
-      placeholder: 'Filter tags (regular expression)',
-      'aria-label': 'filter tags by regular expression',
+      placeholder: 'Filter tags (regular expression, or a module path: blocks.3/attn)',
+      'aria-label': 'filter tags by regular expression or module path',
       spellcheck: 'false',
       autocomplete: 'off',
     });
@@ -116,15 +130,24 @@ class Page {
       this.cards.forEach((card) => card.refreshDiff && card.refreshDiff());
     });
     this.notice = el('div', { class: 'page-notice', role: 'status' });
+    this.findings = new FindingsStrip({
+      onOpen: (target, item) => this.openFinding(target, item),
+      canOpen: (target) => Boolean(this.runs[target.run] && this.runs[target.run][target.tag]),
+    });
     this.sections = new Map();
     const sectionNodes = SECTIONS.map(([kind, title]) => {
       const count = el('span', { class: 'section-count' });
       const grid = el('div', { class: 'card-grid' });
+      const groups = new CardGroups((names, open) => {
+        for (const name of names) this.groupOpen.set(`${kind}\u0000${name}`, open);
+        this.update();
+      });
       const node = el('section', { class: 'kind-section', dataset: { kind }, hidden: true }, [
         el('h2', { class: 'section-title' }, [title, count]),
         grid,
+        groups.element,
       ]);
-      this.sections.set(kind, { node, grid, count });
+      this.sections.set(kind, { node, grid, count, groups });
       return node;
     });
     this.app = el('div', { class: 'tv-app', dataset: { view: this.view, reloads: '0' } }, [
@@ -140,6 +163,7 @@ class Page {
           this.summary,
           this.reloadButton,
         ]),
+        this.findings.element,
         this.compareBar.element,
         this.notice,
         ...sectionNodes,
@@ -176,13 +200,7 @@ class Page {
     this.urlRuns = state.runs;
     this.filterText = state.filter;
     this.filterInput.value = state.filter;
-    if (state.filter) {
-      try {
-        this.filter = new RegExp(state.filter, 'i');
-      } catch (_) {
-        this.filter = null;
-      }
-    }
+    this.filter = this.compileFilter(state.filter);
     this.view = state.view;
     this.diff = state.diff;
     this.link = state.link;
@@ -234,6 +252,8 @@ class Page {
       const counts = Object.fromEntries(sorted.map((run) => [run, Object.keys(runs[run]).length]));
       this.runList.set(sorted, counts, this.runColors, this.selected);
       const kept = new Set(this.cards.values());
+      // New steps may change what the engine finds: ask again.
+      this.findings.refresh();
       this.update();
       this.refreshCards(kept);
       this.saveState();
@@ -256,6 +276,12 @@ class Page {
     const height = window.innerHeight;
     kept.forEach((card) => {
       if (!card.loaded || card.disposed) return;
+      // A card of a closed group is detached: refresh it once it is shown.
+      if (!card.element.isConnected) {
+        card.stale = true;
+        this.observer.observe(card.element);
+        return;
+      }
       const box = card.element.getBoundingClientRect();
       if (box.bottom >= -margin && box.top <= height + margin) {
         card.reload();
@@ -277,7 +303,7 @@ class Page {
       this.showFilterError('');
     } else {
       try {
-        this.filter = new RegExp(text, 'i');
+        this.filter = makeTagFilter(text, this.allTags());
         this.showFilterError('');
       } catch (err) {
         // The engine's message already names the pattern and the problem.
@@ -288,6 +314,22 @@ class Page {
     this.filterText = text;
     this.update();
     this.saveState();
+  }
+
+  /** Every tag of every run (a module path in the filter is read against them). */
+  allTags() {
+    const tags = new Set();
+    for (const run of Object.values(this.runs)) for (const tag of Object.keys(run)) tags.add(tag);
+    return tags;
+  }
+
+  /** The filter of `text` over the current tags; null when empty or invalid. */
+  compileFilter(text) {
+    try {
+      return makeTagFilter(text, this.allTags());
+    } catch (_) {
+      return null;
+    }
   }
 
   showFilterError(message) {
@@ -322,10 +364,13 @@ class Page {
 
   /** Makes the cards match selection + filter + view, keeping cards that stay. */
   update() {
+    // New tags may turn a typed module path into one that names them.
+    if (this.filterText) this.filter = this.compileFilter(this.filterText) || this.filter;
     const plan = planCards({ runs: this.runs, selected: this.selected, filter: this.filter, view: this.view });
     const keep = new Set();
     for (const [kind, section] of this.sections) {
-      const nodes = (plan.sections.get(kind) || []).map((spec) => {
+      const specs = plan.sections.get(kind) || [];
+      const cardNode = (spec) => {
         keep.add(spec.key);
         let card = this.cards.get(spec.key);
         if (card && card.kind !== spec.kind) {
@@ -339,18 +384,37 @@ class Page {
           this.observer.observe(card.element);
         }
         return card.element;
-      });
+      };
+      // Module groups (grouping.js): cards are made for open groups only;
+      // a closed group keeps the cards it had (slider positions), detached.
+      const nodes = [];
+      const groups = [];
+      const closedByDefault = specs.length > AUTO_COLLAPSE_CARDS;
+      for (const group of groupSpecs(specs)) {
+        if (group.name === null) {
+          nodes.push(...group.specs.map(cardNode));
+          continue;
+        }
+        const open = this.groupOpen.get(`${kind}\u0000${group.name}`) ?? !closedByDefault;
+        if (!open) group.specs.forEach((spec) => this.cards.has(spec.key) && keep.add(spec.key));
+        groups.push({
+          name: group.name, count: group.specs.length, open, nodes: open ? group.specs.map(cardNode) : [],
+        });
+      }
       // Re-inserting the same nodes would still cost a layout; skip it.
       const current = section.grid.children;
       const same = current.length === nodes.length && nodes.every((n, i) => current[i] === n);
       if (!same) section.grid.replaceChildren(...nodes);
-      section.count.textContent = String(nodes.length);
-      section.node.hidden = nodes.length === 0;
+      section.grid.hidden = nodes.length === 0;
+      section.groups.set(groups);
+      section.count.textContent = String(specs.length);
+      section.node.hidden = specs.length === 0;
     }
     for (const [key, card] of this.cards) if (!keep.has(key)) this.dropCard(key, card);
     if (this.view === 'compare') {
       this.compareBar.set(this.sortedRuns().filter((r) => this.selected.has(r)), this.diffPair());
     }
+    this.findings.setRuns(this.sortedRuns().filter((r) => this.selected.has(r)), this.runColors);
     this.summary.textContent = `${plan.total} chart${plan.total === 1 ? '' : 's'}`;
     this.setNotice(this.noticeFor(plan));
   }
@@ -365,7 +429,7 @@ class Page {
     const notes = [];
     if (this.view === 'compare' && this.selected.size < 2) notes.push('Select two or more runs to compare them.');
     if (this.view === 'overtime' && plan.hidden) {
-      notes.push(`${plan.hidden} heatmap, scatter or confusion chart${plan.hidden === 1 ? ' has' : 's have'} `
+      notes.push(`${plan.hidden} heatmap, attention, scatter or confusion chart${plan.hidden === 1 ? ' has' : 's have'} `
         + 'no over-time view: switch to Steps to see them.');
     }
     if (!plan.total) notes.push('No tag matches the filter in the selected runs.');
@@ -381,6 +445,43 @@ class Page {
       });
     }
     return new Card(spec.run, spec.tag, spec.meta, { onPick });
+  }
+
+  /**
+   * Opens the card a finding points at: the tag shown (the filter cleared
+   * if it hides it), the over-time view or the steps view, the card
+   * scrolled to, at the finding's step, its layers outlined.
+   * @param {{run: string, tag: string, overtime: boolean, step?: number,
+   *   labels: string[], log: boolean}} target (findingsmodel.findingTarget)
+   * @param {{message: string}} item the finding as the strip shows it
+   */
+  openFinding(target, item) {
+    const meta = this.runs[target.run] && this.runs[target.run][target.tag];
+    if (!meta || !this.selected.has(target.run)) return;
+    if (this.filter && !this.filter.test(target.tag)) {
+      this.filterInput.value = '';
+      this.setFilter('');
+    }
+    // Kinds without an over-time picture open at the finding's step.
+    const overtime = target.overtime && OVERTIME_KINDS.includes(meta.kind);
+    const mode = overtime ? 'overtime' : 'steps';
+    // The card's module group may be closed: open it.
+    const group = moduleGroup(target.tag);
+    if (group !== null) this.groupOpen.set(`${meta.kind}\u0000${group}`, true);
+    if (mode !== this.view) this.setView(mode);
+    else this.update();
+    const card = this.cards.get(cardKey(overtime ? 'series' : 'step', [target.run], target.tag));
+    if (!card) return;
+    if (this.focused && this.focused !== card && !this.focused.disposed) this.focused.unfocus();
+    this.focused = card;
+    card.focus({
+      step: overtime ? undefined : target.step, labels: target.labels, log: target.log,
+      note: `${item.title}: ${item.message}`,
+    });
+    card.element.scrollIntoView({ block: 'center' });
+    // Keyboard users continue from the card they were taken to.
+    card.element.setAttribute('tabindex', '-1');
+    card.element.focus({ preventScroll: true });
   }
 
   /** A user moved a slider: with linked sliders every card follows. */
@@ -425,6 +526,7 @@ class Page {
     this.cards.forEach((card) => card.dispose());
     this.cards.clear();
     this.banner.dispose();
+    this.findings.dispose();
     this.saveState.cancel();
     if (this.host) this.host.close();
     this.listingToken = (this.listingToken || 0) + 1;

@@ -13,6 +13,7 @@
 /** Section order and titles, by chart kind. */
 export const SECTIONS = Object.freeze([
   ['heatmap', 'Heatmaps'],
+  ['attention', 'Attention'],
   ['pie', 'Pies'],
   ['bars', 'Bars'],
   ['confusion', 'Confusion matrices'],

@@ -9,11 +9,14 @@ import { formatValue } from './charts.js';
 /**
  * Min, max and non-finite counts of one step's values (nested arrays).
  * @param {Array} values
+ * @param {?number[]} [range] the exact [min, max] of the finite values when
+ *   the server sends one (heatmaps: the cells may be float16-rounded, the
+ *   range is the float32 original); used for min/max when given.
  * @returns {{min: number, max: number, count: number, nan: number,
  *   posInf: number, negInf: number, nonfinite: number}} min/max are NaN when
  *   no value is finite; count is the number of finite values.
  */
-export function stepSummary(values) {
+export function stepSummary(values, range) {
   const s = { min: Infinity, max: -Infinity, count: 0, nan: 0, posInf: 0, negInf: 0, nonfinite: 0 };
   const visit = (v) => {
     if (Array.isArray(v)) {
@@ -35,6 +38,8 @@ export function stepSummary(values) {
   if (!s.count) {
     s.min = NaN;
     s.max = NaN;
+  } else if (Array.isArray(range) && range.length === 2 && range.every(Number.isFinite)) {
+    [s.min, s.max] = range;
   }
   return s;
 }

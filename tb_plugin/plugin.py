@@ -24,8 +24,9 @@ from tensorboard.data import provider
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
-from torch_visualization import metadata, tabular
-from torch_visualization.tb_plugin import encoding, step_cache
+from torch_visualization import findings, metadata, tabular
+from torch_visualization.findings import source as findings_source
+from torch_visualization.tb_plugin import encoding, listing as listing_cache, step_cache
 from torch_visualization.tb_plugin.loader import DEFAULT_SAMPLES
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,9 @@ FRONTEND_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 
 # Decoded steps kept between requests (see step_cache.py).
 CACHE_BYTES = 256 * 2**20
+
+# Findings of many runs (each a few KiB) kept between requests.
+FINDINGS_CACHE_BYTES = 16 * 2**20
 
 # Kinds whose whole history is small enough for one /series response.
 SERIES_KINDS = ("pie", "bars", "confusion")
@@ -55,8 +59,25 @@ class TorchVisualizationPlugin(base_plugin.TBPlugin):
         samples = hints.get(metadata.PLUGIN_NAME, DEFAULT_SAMPLES)
         # 0 means "keep everything" to TensorBoard's loaders; ask for all then.
         self._downsample = samples if samples else 2**31 - 1
+        # The bound reported to the tab as "sample_limit" (0: keep every step).
+        self._sample_limit = samples
         self._warned = set()
         self._cache = step_cache.StepCache(CACHE_BYTES)
+        # Findings per (experiment, run), kept until the run's data changes
+        # (the version is every tag's newest step and wall time).
+        self._findings = step_cache.StepCache(FINDINGS_CACHE_BYTES)
+        # Listings reused for a second under RustBoard (see listing.py: each
+        # gRPC listing costs ~40 ms there), and the /tags body built from one.
+        self._listings = listing_cache.ListingCache(
+            self._data_provider, listing_cache.default_ttl(self._data_provider)
+        )
+        self._tags_body = (None, None)
+        # /findings keys its cache on the listing of every run, which the
+        # Python loader builds by walking every held record (~0.3 s at 10
+        # runs x 55 tags x 1,000 steps): reused for a second by both loaders.
+        self._findings_listings = listing_cache.ListingCache(
+            self._data_provider, max(self._listings.ttl, listing_cache.RUSTBOARD_TTL_S)
+        )
 
     def get_plugin_apps(self):
         return {
@@ -64,6 +85,7 @@ class TorchVisualizationPlugin(base_plugin.TBPlugin):
             "/data": self._serve_data,
             "/series": self._serve_series,
             "/csv": self._serve_csv,
+            "/findings": self._serve_findings,
             "/*": self._serve_static,
         }
 
@@ -109,6 +131,15 @@ class TorchVisualizationPlugin(base_plugin.TBPlugin):
         )
 
     @wrappers.Request.application
+    def _serve_findings(self, request):
+        ctx = plugin_util.context(request.environ)
+        experiment = plugin_util.experiment_id(request.environ)
+        run = _single_arg(request, "run", required=False)
+        return http_util.Respond(
+            request, self.findings_impl(ctx, experiment, run), "application/json"
+        )
+
+    @wrappers.Request.application
     def _serve_static(self, request):
         prefix = "/data/plugin/%s/" % metadata.PLUGIN_NAME
         path = request.path
@@ -124,9 +155,10 @@ class TorchVisualizationPlugin(base_plugin.TBPlugin):
         Returns:
           `{"runs": {run: {tag: {...}}}}` as in docs/http_api.md.
         """
-        listing = self._data_provider.list_tensors(
-            ctx, experiment_id=experiment_id, plugin_name=metadata.PLUGIN_NAME
-        )
+        listing = self._listings.tensors(ctx, experiment_id)
+        cached_listing, cached_body = self._tags_body
+        if cached_listing is listing:
+            return cached_body
         runs = {}
         for run, tags in listing.items():
             for tag, series in tags.items():
@@ -137,7 +169,10 @@ class TorchVisualizationPlugin(base_plugin.TBPlugin):
                 info["max_step"] = series.max_step
                 info["max_wall_time"] = series.max_wall_time
                 runs.setdefault(run, {})[tag] = info
-        return {"runs": runs}
+        body = {"runs": runs}
+        if self._listings.ttl > 0:
+            self._tags_body = (listing, body)
+        return body
 
     def data_impl(self, ctx, experiment_id, run, tag, step=None):
         """One step of one chart, with every step the server holds.
@@ -160,6 +195,14 @@ class TorchVisualizationPlugin(base_plugin.TBPlugin):
         if step is None:
             step = steps[-1]
         if step not in by_step:
+            if self._sampled(steps):
+                raise errors.NotFoundError(
+                    "step %d of run %r and tag %r was not kept by TensorBoard's sampling "
+                    "(or never logged): the server holds %d steps of this tag (%d..%d), "
+                    "its per-tag bound; to keep every step, start tensorboard with "
+                    "--samples_per_plugin %s=N, N at least the number of logged steps"
+                    % (step, run, tag, len(steps), steps[0], steps[-1], metadata.PLUGIN_NAME)
+                )
             raise errors.NotFoundError(
                 "step %d is not logged for run %r and tag %r (steps %d..%d)"
                 % (step, run, tag, steps[0], steps[-1])
@@ -175,7 +218,14 @@ class TorchVisualizationPlugin(base_plugin.TBPlugin):
             values=encoding.encode_array(values),
             nonfinite=int(values.size - np.count_nonzero(np.isfinite(values))),
             steps=steps,
+            sample_limit=self._sample_limit,
+            sampled=self._sampled(steps),
         )
+        if body["kind"] == "heatmap":
+            # Exact even where the cells were stored as float16: the stored
+            # step (datum.numpy) carries the float32 range in its last row.
+            value_range = metadata.decode_heatmap_values(datum.numpy)[1]
+            body["range"] = None if value_range is None else list(value_range)
         return body
 
     def series_impl(self, ctx, experiment_id, run, tag):
@@ -206,6 +256,8 @@ class TorchVisualizationPlugin(base_plugin.TBPlugin):
             steps=steps,
             wall_times=[by_step[s][0].wall_time for s in steps],
             values=[encoding.encode_array(by_step[s][1]) for s in steps],
+            sample_limit=self._sample_limit,
+            sampled=self._sampled(steps),
         )
         return body
 
@@ -256,12 +308,15 @@ class TorchVisualizationPlugin(base_plugin.TBPlugin):
             readable step.
         """
         run_tag_filter = provider.RunTagFilter(runs=[run], tags=[tag])
-        listing = self._data_provider.list_tensors(
-            ctx,
-            experiment_id=experiment_id,
-            plugin_name=metadata.PLUGIN_NAME,
-            run_tag_filter=run_tag_filter,
-        )
+        if self._listings.ttl > 0:
+            listing = self._listings.tensors(ctx, experiment_id)
+        else:
+            listing = self._data_provider.list_tensors(
+                ctx,
+                experiment_id=experiment_id,
+                plugin_name=metadata.PLUGIN_NAME,
+                run_tag_filter=run_tag_filter,
+            )
         series = listing.get(run, {}).get(tag)
         if series is None:
             raise errors.NotFoundError("no chart for run %r and tag %r" % (run, tag))
@@ -296,18 +351,73 @@ class TorchVisualizationPlugin(base_plugin.TBPlugin):
             ) from None
         # A restarted run may log a step twice; the later record wins.
         by_step = {}
+        kind = metadata.kind_name(data)
         for datum in read.get(run, {}).get(tag, []):
             values = np.asarray(datum.numpy)
             try:
                 metadata.check_values(data, values)
+                if kind == "heatmap":
+                    # float16 steps become float32 [rows, cols] here, once.
+                    values = metadata.decode_heatmap_values(values)[0]
             except metadata.ContentError as e:
                 self._warn_once((run, tag, datum.step), "skipping run %r tag %r step %d: %s", run, tag, datum.step, e)
                 continue
             by_step[datum.step] = (datum, values)
         if not by_step:
             raise errors.NotFoundError("no readable steps for run %r and tag %r" % (run, tag))
-        self._cache.put(cache_key, version, (data, by_step), sum(v.nbytes for _, v in by_step.values()))
+        # Decoded float16 heatmaps hold their stored array (datum.numpy) too.
+        nbytes = sum(
+            v.nbytes + (0 if v is d.numpy else np.asarray(d.numpy).nbytes) for d, v in by_step.values()
+        )
+        self._cache.put(cache_key, version, (data, by_step), nbytes)
         return data, by_step
+
+    def findings_impl(self, ctx, experiment_id, run=None):
+        """Diagnoses runs with the findings engine (torch_visualization.findings).
+
+        Args:
+          ctx: TensorBoard request context.
+          experiment_id: Experiment of the request.
+          run: One run, or None for every run of ours.
+
+        Returns:
+          `{"runs": {run: [finding, ...]}, "checks": [kind, ...]}` (see
+          docs/http_api.md); a run's findings are recomputed only when one of
+          its tags changed, as seen in a listing at most a second old.
+
+        Raises:
+          errors.NotFoundError: `run` has no data of this plugin.
+        """
+        tensors = self._findings_listings.tensors(ctx, experiment_id)
+        losses = findings_source.loss_tags_of(
+            self._findings_listings.scalars(ctx, experiment_id, findings_source.SCALARS_PLUGIN)
+        )
+        if run is not None and run not in tensors:
+            raise errors.NotFoundError("no torch_visualization data for run %r" % run)
+        runs = {}
+        for name in sorted(tensors) if run is None else [run]:
+            listing = (tensors[name], losses.get(name, {}))
+            version = findings_source.data_version(*listing)
+            found = self._findings.get((experiment_id, name), version)
+            if found is None:
+                try:
+                    found = [
+                        f.to_json()
+                        for f in findings.diagnose(
+                            self._data_provider, ctx, experiment_id, name,
+                            listing=listing, downsample=self._downsample,
+                        )
+                    ]
+                except (ValueError, TypeError) as e:
+                    # Records the engine cannot use (a damaged log): the
+                    # other runs are still diagnosed; this one is retried.
+                    self._warn_once((name, "findings"), "findings: cannot diagnose run %r: %s", name, e)
+                    runs[name] = []
+                    continue
+                # A finding is well under 1 KiB of JSON.
+                self._findings.put((experiment_id, name), version, found, 1024 * (1 + len(found)))
+            runs[name] = found
+        return {"runs": runs, "checks": list(findings.KINDS)}
 
     def static_impl(self, name):
         """Reads one frontend file.
@@ -339,6 +449,11 @@ class TorchVisualizationPlugin(base_plugin.TBPlugin):
         except (metadata.ContentError, TypeError) as e:
             self._warn_once((run, tag), "skipping run %r tag %r: %s", run, tag, e)
             return None
+
+    def _sampled(self, steps):
+        """Whether TensorBoard's sampling may have dropped steps of a tag:
+        the server holds as many as the bound (0 keeps every step)."""
+        return bool(self._sample_limit) and len(steps) >= self._sample_limit
 
     def _warn_once(self, key, message, *args):
         # Every request re-reads the data; log each bad record once, not per request.

@@ -9,6 +9,8 @@ import { CANVAS_FONT, fitText } from '../dom.js';
 
 /** Colour of axis labels (names of rows, columns, bars). */
 export const LABEL_COLOR = '#424242';
+/** Outline of what a clicked finding points at (a bar, a row). */
+export const FOCUS_COLOR = '#e65100';
 
 /**
  * Horizontal grid lines across `box`, each with its value left of the plot.

@@ -5,6 +5,9 @@
  * Non-finite values are a red marker with a NaN/Inf label and a red layer
  * name; on the log scale values <= 0 are a hollow marker.
  *
+ * More than ~40 layers (hbars.js): one horizontal row per layer in a box
+ * that scrolls vertically (barrows.js), so hundreds of names never overlap.
+ *
  * DOM hooks: `.log-toggle`, `.bars-sort` (select: model / desc / asc).
  */
 
@@ -12,10 +15,12 @@ import {
   BAR_LABEL_ROOM, barHit, barLayout, formatValue, labelFor, labelStride, NONFINITE_COLOR, slantedLabelRoom,
 } from '../charts.js';
 import { CANVAS_FONT, el, setupCanvas, trackHover } from '../dom.js';
+import { useHorizontalBars } from '../hbars.js';
 import { SORT_MODES, sortOrder } from '../stats.js';
 import {
-  drawBarAxis, drawHoverBand, drawSlantedLabels, styleLabel,
+  drawBarAxis, drawHoverBand, drawSlantedLabels, FOCUS_COLOR, styleLabel,
 } from './axes.js';
+import { createBarRows } from './barrows.js';
 import { createSwatchLegend } from './legend.js';
 
 const HEIGHT = 270;
@@ -42,6 +47,9 @@ export function createBarsView(container, tooltip) {
     canvas,
     legend.element,
   );
+  // Many layers: one row each, in a scrolling box (barrows.js), made the
+  // first time a step has that many.
+  let barRows = null;
 
   let data = []; // per layer, model order: [value, ...extra stats]
   let rows = []; // per bar on screen, in display order
@@ -50,6 +58,7 @@ export function createBarsView(container, tooltip) {
   let statNames = [];
   let layout = null;
   let box = null;
+  let focused = new Set(); // layer names a clicked finding points at
 
   toggle.addEventListener('change', () => {
     hover.clear();
@@ -75,6 +84,23 @@ export function createBarsView(container, tooltip) {
 
   function draw() {
     if (!rows.length && !layout) return;
+    const horizontal = useHorizontalBars(rows.length);
+    if (horizontal && !barRows) {
+      barRows = createBarRows(tooltip, (i) => tooltipLines(i));
+      canvas.after(barRows.element);
+    }
+    canvas.hidden = horizontal;
+    if (barRows) barRows.element.hidden = !horizontal;
+    if (horizontal) {
+      barRows.draw({
+        values: rows.map((r) => r[0]),
+        names: order.map((i) => labelFor(labels, i, 'layer')),
+        flagged: (i) => !Number.isFinite(rows[i][0]),
+        marked: focusedBars(),
+        log: toggle.checked,
+      });
+      return;
+    }
     const { ctx, width, height } = setupCanvas(canvas, HEIGHT);
     ctx.font = CANVAS_FONT;
     const plotWidth = width - MARGIN.left - MARGIN.right;
@@ -89,8 +115,26 @@ export function createBarsView(container, tooltip) {
     layout = barLayout(values, box, toggle.checked ? 'log' : 'linear');
     drawBarAxis(ctx, box, layout);
     drawHoverBand(ctx, box, layout.band, hover.current);
+    const marked = focusedBars();
+    // A vanishing layer's bar can be 1 px: the band shows where it is.
+    ctx.fillStyle = 'rgba(245, 124, 0, 0.14)';
+    for (const i of marked) ctx.fillRect(box.x + i * layout.band, box.y, layout.band, box.height);
     for (const bar of layout.bars) drawBar(ctx, bar);
+    ctx.strokeStyle = FOCUS_COLOR;
+    ctx.lineWidth = 2;
+    for (const i of marked) {
+      const bar = layout.bars[i];
+      const top = bar.kind === 'bar' ? bar.top : box.y;
+      const bottom = bar.kind === 'bar' ? Math.max(bar.top + 1, bar.bottom) : box.y + box.height;
+      ctx.strokeRect(bar.x - 1, top - 1, bar.width + 2, bottom - top + 2);
+    }
     drawLabels(ctx, labelPlan);
+  }
+
+  // Bars (display order) whose layer a finding names.
+  function focusedBars() {
+    if (!focused.size) return [];
+    return order.map((k, i) => (focused.has(labelFor(labels, k, 'layer')) ? i : -1)).filter((i) => i >= 0);
   }
 
   // Horizontal labels when every name fits its bar, else every k-th label
@@ -165,7 +209,7 @@ export function createBarsView(container, tooltip) {
       const cls = Number.isFinite(v) ? '' : 'is-nonfinite';
       lines.push([names[k] ?? `stat ${k}`, formatValue(v), cls]);
     });
-    if (layout.bars[i].kind === 'nonpositive') lines.push(['note', 'not drawn on a log scale (≤ 0)']);
+    if (toggle.checked && Number.isFinite(row[0]) && row[0] <= 0) lines.push(['note', 'not drawn on a log scale (≤ 0)']);
     return lines;
   }
 
@@ -189,8 +233,20 @@ export function createBarsView(container, tooltip) {
       draw();
     },
     redraw: draw,
+    /**
+     * Outlines the bars of `labels` (a clicked finding); `log` switches to
+     * the log scale, where layers orders of magnitude apart are all seen.
+     * @returns {string[]} the labels that are bars of this chart
+     */
+    focus({ labels: names = [], log = false } = {}) {
+      focused = new Set(names);
+      if (log && focused.size) toggle.checked = true;
+      draw();
+      const present = new Set(data.map((_, k) => labelFor(labels, k, 'layer')));
+      return names.filter((name) => present.has(name));
+    },
     exportParts: () => ({
-      canvases: [{ canvas }],
+      canvases: barRows && useHorizontalBars(rows.length) ? barRows.exportCanvases() : [{ canvas }],
       legend: legend.exportPart(),
       notes: [toggle.checked ? 'log scale' : '', sort.value !== 'model' ? `sorted: ${SORT_MODES[sort.value]}` : '']
         .filter(Boolean),

@@ -29,6 +29,7 @@ export function createConfusionView(container, tooltip) {
   let counts = [];
   let labels = [];
   let stats = null;
+  let focused = new Set(); // class names a clicked finding points at (predicted columns)
 
   const mount = () => {
     const longest = Math.max(1, ...counts.map((_, i) => labelFor(labels, i).length));
@@ -67,6 +68,7 @@ export function createConfusionView(container, tooltip) {
       colName: (j) => labelFor(labels, j),
       rowFlag: (i) => badRow[i],
       colFlag: (j) => counts.some((row) => !Number.isFinite(row[j])),
+      colMark: (j) => focused.has(labelFor(labels, j)),
       cellText: (v) => (norm ? (Number.isFinite(v) ? `${Math.round(v * 100)}` : formatValue(v)) : formatValue(v)),
     });
     colorbar.set({
@@ -115,6 +117,17 @@ export function createConfusionView(container, tooltip) {
       draw();
     },
     redraw: () => matrix && matrix.draw(),
+    /**
+     * Outlines the predicted-class columns of `labels` (a clicked finding:
+     * a class the model predicts for everything).
+     * @returns {string[]} the labels that are classes of this chart
+     */
+    focus({ labels: names = [] } = {}) {
+      focused = new Set(names);
+      draw();
+      const present = new Set(counts.map((_, i) => labelFor(labels, i)));
+      return names.filter((name) => present.has(name));
+    },
     exportParts: () => ({
       canvases: matrix ? [{ canvas: matrix.canvas }] : [],
       colorbars: [colorbar.exportPart()],

@@ -11,7 +11,7 @@
 import { heatmapLayout, labelStride, NONFINITE_COLOR, truncateMiddle } from '../charts.js';
 import { textColorOn } from '../colors.js';
 import { CANVAS_FONT, el, setupCanvas } from '../dom.js';
-import { LABEL_COLOR, styleLabel } from './axes.js';
+import { FOCUS_COLOR, LABEL_COLOR, styleLabel } from './axes.js';
 
 const AXIS_TITLE_COLOR = '#757575';
 
@@ -39,6 +39,8 @@ export function createMatrixCanvas(options) {
   let colName = (j) => String(j);
   let rowFlag = () => false;
   let colFlag = () => false;
+  let rowMark = () => false;
+  let colMark = () => false;
   let cellText = null;
   let image = null;
   let layout = null;
@@ -94,6 +96,7 @@ export function createMatrixCanvas(options) {
     ctx.strokeStyle = '#bdbdbd';
     ctx.lineWidth = 1;
     ctx.strokeRect(layout.x - 0.5, layout.y - 0.5, layout.width + 1, layout.height + 1);
+    drawMarks(ctx, rows, cols);
     ctx.font = CANVAS_FONT;
     drawRowLabels(ctx, rows);
     drawColLabels(ctx, colPlan);
@@ -116,6 +119,18 @@ export function createMatrixCanvas(options) {
           layout.cellW - 1.5, layout.cellH - 1.5);
       }
     }));
+  }
+
+  // Rows and columns a clicked finding points at: outlined across the grid.
+  function drawMarks(ctx, rows, cols) {
+    ctx.strokeStyle = FOCUS_COLOR;
+    ctx.lineWidth = 2;
+    for (let r = 0; r < rows; r++) {
+      if (rowMark(r)) ctx.strokeRect(layout.x - 1, layout.y + r * layout.cellH, layout.width + 2, layout.cellH);
+    }
+    for (let c = 0; c < cols; c++) {
+      if (colMark(c)) ctx.strokeRect(layout.x + c * layout.cellW, layout.y - 1, layout.cellW, layout.height + 2);
+    }
   }
 
   function drawCellText(ctx) {
@@ -142,6 +157,7 @@ export function createMatrixCanvas(options) {
     idx.forEach((i, k) => {
       if (k % stride) return;
       styleLabel(ctx, rowFlag(i));
+      if (rowMark(i)) ctx.fillStyle = FOCUS_COLOR;
       ctx.fillText(truncateMiddle(rowName(i), maxChars), layout.x - 4, layout.y + (i + 0.5) * layout.cellH);
     });
     ctx.font = CANVAS_FONT;
@@ -161,7 +177,7 @@ export function createMatrixCanvas(options) {
     plan.idx.forEach((j, k) => {
       const x = layout.x + (j + 0.5) * layout.cellW;
       const flagged = colFlag(j);
-      ctx.fillStyle = flagged ? NONFINITE_COLOR : LABEL_COLOR;
+      ctx.fillStyle = flagged ? NONFINITE_COLOR : colMark(j) ? FOCUS_COLOR : LABEL_COLOR;
       if (!plan.rotated) {
         ctx.textAlign = 'center';
         ctx.textBaseline = 'top';
@@ -212,7 +228,8 @@ export function createMatrixCanvas(options) {
     /**
      * Sets the grid and how to draw it, then draws.
      * @param {Array<Array<number|null>>} values rows of cells
-     * @param {Object} how colorOf, rowName, colName, rowFlag, colFlag, cellText
+     * @param {Object} how colorOf, rowName, colName, rowFlag, colFlag,
+     *   rowMark, colMark (outlined: what a clicked finding names), cellText
      */
     set(values, how) {
       grid = values;
@@ -221,6 +238,8 @@ export function createMatrixCanvas(options) {
       colName = how.colName || ((j) => String(j));
       rowFlag = how.rowFlag || (() => false);
       colFlag = how.colFlag || (() => false);
+      rowMark = how.rowMark || (() => false);
+      colMark = how.colMark || (() => false);
       cellText = how.cellText || null;
       hover = null;
       image = gridImage(grid, colorOf);

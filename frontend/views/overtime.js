@@ -36,6 +36,7 @@ export function createLayerStepsView(container, tooltip) {
   let m = null;
   let labels = [];
   let statName = 'value';
+  let focused = new Set(); // layer names a clicked finding points at
 
   toggle.addEventListener('change', () => draw());
 
@@ -48,7 +49,9 @@ export function createLayerStepsView(container, tooltip) {
       height: 280,
       rowLabels: 'all',
       colLabels: 'ticks',
-      left: Math.max(30, Math.min(120, 10 + longest * 6.2)),
+      // Many rows are usually long module names ("blocks.12.attn/head3"):
+      // more room, so their distinguishing middle is not cut.
+      left: Math.max(30, Math.min(m.rows > 40 ? 180 : 120, 10 + longest * 6.2)),
       xTitle: 'step',
     });
     matrix.onHover(onHover);
@@ -67,6 +70,7 @@ export function createLayerStepsView(container, tooltip) {
       rowName: (i) => labelFor(labels, i, 'layer'),
       colName: (j) => String(m.steps[j]),
       rowFlag: (i) => m.flagged[i],
+      rowMark: (i) => focused.has(labelFor(labels, i, 'layer')),
     });
     const special = [];
     const cells = m.grid.flat();
@@ -105,6 +109,16 @@ export function createLayerStepsView(container, tooltip) {
       draw();
     },
     redraw: () => matrix && matrix.draw(),
+    /**
+     * Outlines the rows of `labels` (a clicked finding).
+     * @returns {string[]} the labels that are rows of this chart
+     */
+    focus({ labels: names = [] } = {}) {
+      focused = new Set(names);
+      draw();
+      const present = new Set(m ? Array.from({ length: m.rows }, (_, i) => labelFor(labels, i, 'layer')) : []);
+      return names.filter((name) => present.has(name));
+    },
     exportParts: () => ({
       canvases: matrix ? [{ canvas: matrix.canvas, caption: 'layers (rows) by step (columns)' }] : [],
       colorbars: [colorbar.exportPart()],
@@ -130,6 +144,11 @@ export function createStackedView(container, tooltip) {
   let labels = [];
   let values = [];
   let box = null;
+  let focused = new Set(); // class names a clicked finding points at
+
+  function markLegend() {
+    legend.items().forEach((item, k) => item.classList.toggle('is-focus', focused.has(labelFor(labels, k))));
+  }
 
   function draw() {
     if (!stacked) return;
@@ -241,6 +260,7 @@ export function createStackedView(container, tooltip) {
       values = series.values || [];
       hover.clear();
       legend.set(Array.from({ length: stacked.classes }, (_, k) => ({ color: classColor(k), label: labelFor(labels, k) })));
+      markLegend();
       const bad = stacked.invalid;
       note.hidden = !bad.length;
       note.textContent = bad.length
@@ -250,6 +270,16 @@ export function createStackedView(container, tooltip) {
       draw();
     },
     redraw: draw,
+    /**
+     * Marks the legend entries of `labels` (a clicked finding's classes).
+     * @returns {string[]} the labels that are classes of this chart
+     */
+    focus({ labels: names = [] } = {}) {
+      focused = new Set(names);
+      markLegend();
+      const present = new Set(Array.from({ length: stacked ? stacked.classes : 0 }, (_, k) => labelFor(labels, k)));
+      return names.filter((name) => present.has(name));
+    },
     exportParts: () => ({
       canvases: [{ canvas, caption: 'class shares over steps' }],
       legend: legend.exportPart(),

@@ -27,16 +27,19 @@ export function createPieView(container, tooltip) {
   let pie = null;
   let geom = null;
   let legendItems = [];
+  let focused = new Set(); // class names a clicked finding points at
 
+  // The hovered slice lifts; with none hovered, the first focused one does.
   function draw() {
-    if (pie) geom = paintPie(canvas, SIZE, pie, hover.current, 5);
+    const lifted = hover.current >= 0 ? hover.current : values.findIndex((_, i) => focused.has(labelFor(labels, i)));
+    if (pie) geom = paintPie(canvas, SIZE, pie, lifted, 5);
   }
 
   function buildLegend() {
     legendItems = values.map((v, i) => {
       const bad = Number.isNaN(pie.percents[i]);
       const item = el('li', {
-        class: `legend-item${bad ? ' is-nonfinite' : ''}`,
+        class: `legend-item${bad ? ' is-nonfinite' : ''}${focused.has(labelFor(labels, i)) ? ' is-focus' : ''}`,
         title: `${labelFor(labels, i)}: ${formatValue(v)}`,
         dataset: { index: String(i) },
       }, [
@@ -78,6 +81,18 @@ export function createPieView(container, tooltip) {
       draw();
     },
     redraw: draw,
+    /**
+     * Lifts the slice and marks the legend entry of `labels` (a clicked
+     * finding's classes).
+     * @returns {string[]} the labels that are classes of this chart
+     */
+    focus({ labels: names = [] } = {}) {
+      focused = new Set(names);
+      legendItems.forEach((item, i) => item.classList.toggle('is-focus', focused.has(labelFor(labels, i))));
+      draw();
+      const present = new Set(values.map((_, i) => labelFor(labels, i)));
+      return names.filter((name) => present.has(name));
+    },
     exportParts: () => ({
       canvases: [{ canvas }],
       legend: values.map((v, i) => {
