@@ -308,6 +308,50 @@ def sum_step_counts(class_sum, class_samples, activations, modules, device=None)
     return class_mean, fraction
 
 
+def combine_output_statistics(module_stats, modules, sequence, device=None):
+    """Adds every rank's output statistics (COLLECTIVE: one SUM and one MAX
+    all_reduce), for `watch()` under DDP/FSDP: the block outputs' rms and
+    max |x| and the sequence statistics of the global batch.
+
+    Args:
+      module_stats: `[(module index, [sum of squares, max |x|, count])]` of
+        this rank (1-D float32 device tensors).
+      modules: Number of stat modules watched.
+      sequence: `[sum of entropies, max logit, positions]` of this rank's
+        sequence outputs, or None.
+      device: Where the buffers live when nothing else says.
+
+    Returns:
+      `(per_module, sequence)`: a `[modules, 3]` float32 tensor (count 0
+      for a module that ran on no rank) and the global sequence statistics
+      (positions 0 when there were none).
+    """
+    if module_stats:
+        device = module_stats[0][1].device
+    elif sequence is not None:
+        device = sequence.device
+    elif device is None:
+        device = torch.device("cpu")
+    dtype = _buffer_dtype(device)
+    sums = torch.zeros(2 * modules + 2, dtype=dtype, device=device)
+    maxes = torch.full((modules + 1,), float("-inf"), dtype=dtype, device=device)
+    if module_stats:
+        index = reduce.device_tensor([i for i, _ in module_stats], device)
+        rows = torch.stack([stats for _, stats in module_stats]).to(dtype)
+        sums[:modules].index_add_(0, index, rows[:, 0])
+        sums[modules:2 * modules].index_add_(0, index, rows[:, 2])
+        maxes[:modules].scatter_reduce_(0, index, rows[:, 1], "amax")
+    if sequence is not None:
+        sums[2 * modules:] = sequence[0::2].to(dtype)
+        maxes[modules] = sequence[1].to(dtype)
+    if is_distributed():
+        dist.all_reduce(sums, op=dist.ReduceOp.SUM)
+        dist.all_reduce(maxes, op=dist.ReduceOp.MAX)
+    per_module = torch.stack([sums[:modules], maxes[:modules], sums[modules:2 * modules]], 1)
+    combined = torch.stack([sums[2 * modules], maxes[modules], sums[2 * modules + 1]])
+    return per_module.float(), combined.float()
+
+
 def _bin_pairs(global_index, size, out, device):
     """`(local positions, bin numbers)` of every (element, bin) membership."""
     starts, ends = pooling.bins(size, out)

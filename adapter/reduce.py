@@ -7,7 +7,6 @@ results (one device-to-host copy per call).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 DEFAULT_MAX_CELLS = (64, 64)
 

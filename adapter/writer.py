@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections.abc
 import numbers
-import warnings
 
 import numpy as np
 import torch

@@ -16,7 +16,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from conftest import free_port
-from torch_visualization import distributed, pooling, reduce
+from torch_visualization import distributed, pooling
 
 WORLD = 2
 BATCH = 8  # split evenly: each rank's mean loss averages to the full mean

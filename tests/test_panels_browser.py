@@ -477,9 +477,14 @@ def test_tensorboard_reload_refreshes_and_keeps_state(demo_logdir, tmp_path):
         # The scatter card (last on the page) is loaded, then left far below
         # while the bars card is in view.
         scatter = ready(frame, '.card[data-kind="scatter"][data-run="healthy"]')
+        # A short window, so that the scatter card lies beyond the 300 px
+        # margin within which a reload refreshes cards (index.js refreshCards).
+        page.set_viewport_size({"width": 1400, "height": 700})
         bars.evaluate("el => el.scrollIntoView({block: 'start'})")
         scroll_before = frame.evaluate("() => window.scrollY")
         assert scroll_before > 0
+        below = scatter.evaluate("el => el.getBoundingClientRect().top - window.innerHeight")
+        assert below > 300, below
 
         # New steps on disk; wait until the server holds them.
         from torch_visualization import SummaryWriter

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import random
 
 import numpy as np
 import pytest
 import torch
 
-from torch_visualization import SummaryWriter, pooling, read, reduce
+from torch_visualization import SummaryWriter, pooling, reduce
 
 
 SHAPES = [(512, 784), (100, 37), (512,), (8, 3, 3, 3), (130, 130), (10, 128), (3,), (70, 200)]

@@ -85,17 +85,7 @@ from torch_visualization.watch import handle as handles
 from torch_visualization.watch import plan as plans
 from torch_visualization.watch import reducer as reducers
 from torch_visualization.watch.handle import Watch
-from torch_visualization.watch.plan import (  # noqa: F401 -- the tag contract
-    ACTIVATION_TYPES,
-    TAG_CLASSES,
-    TAG_GRAD_MAX_ABS,
-    TAG_GRAD_MEAN_ABS,
-    TAG_GRAD_NONFINITE,
-    TAG_GRAD_NORM,
-    TAG_UPDATE_RATIO,
-    TAG_WEIGHTS,
-    TAG_ZERO_FRACTION,
-)
+from torch_visualization.watch.plan import ACTIVATION_TYPES
 
 __all__ = ["watch", "Watch", "ACTIVATION_TYPES"]
 

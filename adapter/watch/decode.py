@@ -85,10 +85,10 @@ def step_values(packet, array, plan, memory=None):
     if packet.class_samples:
         shares = packet.segment("classes", array).astype(np.float64) / packet.class_samples
         out.append(pie_value(shares, plan, memory))
-    if packet.sequence_positions:
-        entropy_sum, top = packet.segment("sequence", array).astype(np.float64)
-        out.append((plans.TAG_SEQUENCE, "bars",
-                    np.array([entropy_sum / packet.sequence_positions, top]),
+    sequence = packet.segment("sequence", array)
+    if sequence is not None and sequence[2] > 0:
+        entropy_sum, top, positions = sequence.astype(np.float64)
+        out.append((plans.TAG_SEQUENCE, "bars", np.array([entropy_sum / positions, top]),
                     {"labels": plans.SEQUENCE_STATS}))
     grids = packet.segment("heatmaps", array)
     if grids is not None:
@@ -104,10 +104,12 @@ def step_values(packet, array, plan, memory=None):
 def module_values(packet, array, plan):
     """`activations/rms` and `activations/max_abs` of the stat modules (NaN
     for a module that did not run)."""
-    stats = packet.segment("module_stats", array).astype(np.float64).reshape(-1, 2)
+    stats = packet.segment("module_stats", array).astype(np.float64).reshape(-1, 3)
     count = len(plan.stat_names)
     squares, numels, top = np.zeros(count), np.zeros(count), np.full(count, np.nan)
-    for (index, numel), (square, biggest) in zip(packet.module_entries, stats):
+    for index, (square, biggest, numel) in zip(packet.module_entries, stats):
+        if not numel:
+            continue  # a module that ran on no rank
         squares[index] += square
         numels[index] += numel
         top[index] = biggest if np.isnan(top[index]) else max(top[index], biggest)

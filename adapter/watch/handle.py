@@ -41,7 +41,6 @@ import weakref
 import torch
 
 from torch_visualization.watch import backward, capture, decode
-from torch_visualization.watch import plan as plans
 from torch_visualization.watch.reducer import StepState
 
 logger = logging.getLogger(__name__)

@@ -12,12 +12,13 @@ Segment names (the reducer writes them, `decode.py` reads them):
 - `updates.<k>`: `[squared norms before | squared norms of the update]` of
   the parameters optimizer k stepped;
 - `activations`: nonzero counts, one per measured activation output;
-- `module_stats`: sum of squares and max |x| of each measured module output;
+- `module_stats`: sum of squares, max |x| and element count of each
+  measured module output;
 - `attention.<i>`, `entropy.<i>`: attention module i's pooled maps of the
   first example and its mean entropy per head;
 - `classes`: the sum of the softmax of the logged outputs;
-- `sequence`: sum of predictive entropies and the largest logit of sequence
-  outputs;
+- `sequence`: sum of predictive entropies, the largest logit and the number
+  of positions of sequence outputs;
 - `heatmaps`: every weight's grid, in the heatmap plan's order (block sums).
 """
 
@@ -89,13 +90,11 @@ class Packet:
       gradient_groups: `[(segment suffix, positions in plan.grad_names)]`.
       update_groups: `[(segment suffix, positions in plan.grad_names)]`.
       activation_entries: `[(activation index, numel)]`, one per count.
-      module_entries: `[(stat module index, numel)]`, one per pair in
-        `module_stats` (sum of squares, max |x|).
+      module_entries: The stat module index of each row of `module_stats`
+        (sum of squares, max |x|, element count).
       attention_entries: `[(attention module index, pooled shape, original
         shape)]` of the `attention.<i>` / `entropy.<i>` segments.
       class_samples: Rows summed in the `classes` segment (0: none).
-      sequence_positions: Positions behind the `sequence` segment (sum of
-        predictive entropies, largest logit); 0: none.
       heatmaps: `[(tag, grid shape, first-event extra)]` in buffer order.
       heatmap_scales: Per cell of `heatmaps`, the factor to the mean.
     """
@@ -111,7 +110,6 @@ class Packet:
     module_entries: list
     attention_entries: list
     class_samples: int
-    sequence_positions: int
     heatmaps: list
     heatmap_scales: object
 

@@ -58,12 +58,11 @@ class StepState:
     """What the logging step in progress has measured so far (device tensors)."""
 
     activations: list = dataclasses.field(default_factory=list)  # (index, 0-d count, numel)
-    module_stats: list = dataclasses.field(default_factory=list)  # (index, sum x², max|x|, numel)
+    module_stats: list = dataclasses.field(default_factory=list)  # (index, [sum x², max|x|, numel])
     attention: dict = dataclasses.field(default_factory=dict)  # index -> (maps, entropy, shape)
     class_sum: object = None
     class_samples: int = 0
-    sequence: object = None  # [sum of entropies, max logit] of sequence outputs
-    sequence_positions: int = 0
+    sequence: object = None  # [sum of entropies, max logit, positions] of sequence outputs
     gradient_groups: list = dataclasses.field(default_factory=list)  # (suffix, positions, stats, nonfinite)
     update_groups: list = dataclasses.field(default_factory=list)  # (suffix, positions, norms)
     before: dict = dataclasses.field(default_factory=dict)  # optimizer index -> weight copies
@@ -250,9 +249,10 @@ class StepReducer:
         """Sum of squares and max |x| of a module's output (residual stream)."""
         with torch.no_grad():
             flat = output.detach().reshape(-1)
-            stats = torch.stack([torch.linalg.vector_norm(flat, 2, dtype=torch.float32).square(),
-                                 torch.linalg.vector_norm(flat, float("inf"), dtype=torch.float32)])
-        state.module_stats.append((index, stats, flat.numel()))
+            square = torch.linalg.vector_norm(flat, 2, dtype=torch.float32).square()
+            top = torch.linalg.vector_norm(flat, float("inf"), dtype=torch.float32)
+            # The count rides along on the device (a fill, not a host copy).
+            state.module_stats.append((index, torch.stack([square, top, torch.full_like(square, flat.numel())])))
 
     @staticmethod
     def add_attention(state, index, maps):
@@ -271,13 +271,11 @@ class StepReducer:
             if sequence:
                 entropy = -torch.special.xlogy(probabilities, probabilities).sum()
                 top = scores.detach().max().float()
-                stats = torch.stack([entropy, top])
-                if state.sequence is None:
-                    state.sequence = stats
-                else:
-                    state.sequence = torch.stack([state.sequence[0] + entropy,
-                                                  torch.maximum(state.sequence[1], top)])
-                state.sequence_positions += scores.shape[0]
+                stats = torch.stack([entropy, top, torch.full_like(entropy, scores.shape[0])])
+                if state.sequence is not None:
+                    old = state.sequence
+                    stats = torch.stack([old[0] + entropy, torch.maximum(old[1], top), old[2] + stats[2]])
+                state.sequence = stats
         state.class_sum = sums if state.class_sum is None else state.class_sum.add_(sums)
         state.class_samples += scores.shape[0]
 
@@ -288,6 +286,7 @@ class StepReducer:
         that do not write, once their collectives are done)."""
         if self.roles.sync:
             self._sum_across_ranks(state, class_width)  # COLLECTIVE
+            self._combine_output_statistics(state)  # COLLECTIVE
             if not self.roles.measures_parameters:
                 return None  # DDP ranks != 0: their share is done
         builder = packets.PacketBuilder()
@@ -302,7 +301,7 @@ class StepReducer:
                     [count if count.device == self.device else count.to(self.device)
                      for _, count, _ in state.activations]))
             if state.module_stats:
-                builder.add("module_stats", torch.cat([stats for _, stats, _ in state.module_stats]))
+                builder.add("module_stats", torch.cat([stats for _, stats in state.module_stats]))
             for index, (maps, entropy, _) in sorted(state.attention.items()):
                 builder.add("attention.%d" % index, maps.reshape(-1))
                 builder.add("entropy.%d" % index, entropy)
@@ -331,11 +330,10 @@ class StepReducer:
             gradient_groups=[(suffix, positions) for suffix, positions, _, _ in state.gradient_groups],
             update_groups=[(suffix, positions) for suffix, positions, _ in state.update_groups],
             activation_entries=[(index, numel) for index, _, numel in state.activations],
-            module_entries=[(index, numel) for index, _, numel in state.module_stats],
+            module_entries=[index for index, _ in state.module_stats],
             attention_entries=[(index, tuple(maps.shape), shape)
                                for index, (maps, _, shape) in sorted(state.attention.items())],
             class_samples=state.class_samples,
-            sequence_positions=state.sequence_positions,
             heatmaps=self.heatmap_entries,
             heatmap_scales=self.heatmap_scales,
         )
@@ -365,6 +363,19 @@ class StepReducer:
         if class_mean is not None:
             state.class_sum, state.class_samples = class_mean, 1
         state.activations = [(index, nonzero[index], 1) for index in range(modules)]
+
+    def _combine_output_statistics(self, state):
+        """Block outputs and sequence statistics of the global batch: sums of
+        squares, counts and entropies added, maxima taken (COLLECTIVE: one SUM
+        and one MAX all_reduce), one entry per module afterwards."""
+        count = len(self.plan.stat_names)
+        if not count and not self.plan.classes:
+            return
+        per_module, sequence = distributed.combine_output_statistics(
+            state.module_stats, count, state.sequence, device=self.device
+        )
+        state.module_stats = [(index, per_module[index]) for index in range(count)]
+        state.sequence = sequence
 
 
 def _by_device(tensors):
