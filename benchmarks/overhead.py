@@ -29,7 +29,8 @@ timing, so work left to background threads is paid by the mode that made it.
 Models: "mlp", a 4-layer MLP (784-512-256-128-10, 0.57M parameters, batch
 64, SGD with momentum) on the CPU; "gpt", a GPT-style character model (4
 blocks of SDPA attention, width 128, 64 positions, 0.8M parameters; batch
-from --batch) on the CPU; "resnet50", a ResNet-50 built here (no
+from --batch) on the CPU; "cnn", two conv layers (run it with --batch 128:
+16x16 inputs) on the CPU; "resnet50", a ResNet-50 built here (no
 downloads, no torchvision) trained in bf16 autocast with channels-last,
 batch 64, when CUDA is available. For the writer modes the event bytes
 written per logging step are reported too.
@@ -121,6 +122,16 @@ def resnet50(classes=1000, width_divisor=1):
     return nn.Sequential(*layers)
 
 
+def cnn():
+    """A small CNN: two 3x3 conv layers (16 and 32 channels) with ReLU and
+    pooling, then a linear classifier, for 16x16 RGB inputs (~24K parameters)."""
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(32 * 4 * 4, 10),
+    )
+
+
 class _CausalSelfAttention(nn.Module):
     def __init__(self, width, heads):
         super().__init__()
@@ -183,8 +194,11 @@ class Workload:
         elif name == "gpt":
             self.base = Gpt()
             shape, classes, pool = None, 65, 16
+        elif name == "cnn":
+            self.base = cnn()
+            shape, classes, pool = (batch, 3, 16, 16), 10, 16
         else:
-            raise ValueError("unknown model %r (expected mlp, gpt or resnet50)" % name)
+            raise ValueError("unknown model %r (expected mlp, cnn, gpt or resnet50)" % name)
         self.autocast = name == "resnet50" and self.device.type == "cuda"
         memory_format = torch.channels_last if name == "resnet50" else torch.contiguous_format
         self.base = self.base.to(self.device, memory_format=memory_format)
@@ -397,7 +411,7 @@ def table(model, results):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=None,
-                        help="comma-separated: mlp, gpt, resnet50 (default: mlp, plus resnet50 with CUDA)")
+                        help="comma-separated: mlp, cnn, gpt, resnet50 (default: mlp, plus resnet50 with CUDA)")
     parser.add_argument("--modes", default="plain,hist@1,image@1,norm@1,gradstats@1,ours@1,ours@10,ours@100",
                         help="comma-separated modes (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=100,
@@ -443,7 +457,7 @@ def main(argv=None):
     root = tempfile.mkdtemp(prefix="tv-overhead-")
     try:
         for name in models:
-            device = "cpu" if name in ("mlp", "gpt") else (args.device or "cuda")
+            device = "cpu" if name in ("mlp", "cnn", "gpt") else (args.device or "cuda")
             if device.startswith("cuda"):
                 report["gpu"] = torch.cuda.get_device_name(torch.device(device))
             print("%s on %s, batch %d, %d steps x %d repeats, %d threads"

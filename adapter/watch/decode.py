@@ -104,10 +104,10 @@ def step_values(packet, array, plan, memory=None):
 def module_values(packet, array, plan):
     """`activations/rms` and `activations/max_abs` of the stat modules (NaN
     for a module that did not run)."""
-    stats = packet.segment("module_stats", array).astype(np.float64).reshape(-1, 3)
+    stats = packet.segment("module_stats", array).astype(np.float64).reshape(3, -1)
     count = len(plan.stat_names)
     squares, numels, top = np.zeros(count), np.zeros(count), np.full(count, np.nan)
-    for index, (square, biggest, numel) in zip(packet.module_entries, stats):
+    for index, square, biggest, numel in zip(packet.module_entries, *stats):
         if not numel:
             continue  # a module that ran on no rank
         squares[index] += square

@@ -12,8 +12,8 @@ Segment names (the reducer writes them, `decode.py` reads them):
 - `updates.<k>`: `[squared norms before | squared norms of the update]` of
   the parameters optimizer k stepped;
 - `activations`: nonzero counts, one per measured activation output;
-- `module_stats`: sum of squares, max |x| and element count of each
-  measured module output;
+- `module_stats`: three rows (sums of squares, max |x|, element counts) of
+  the measured module outputs;
 - `attention.<i>`, `entropy.<i>`: attention module i's pooled maps of the
   first example and its mean entropy per head;
 - `classes`: the sum of the softmax of the logged outputs;
@@ -90,8 +90,8 @@ class Packet:
       gradient_groups: `[(segment suffix, positions in plan.grad_names)]`.
       update_groups: `[(segment suffix, positions in plan.grad_names)]`.
       activation_entries: `[(activation index, numel)]`, one per count.
-      module_entries: The stat module index of each row of `module_stats`
-        (sum of squares, max |x|, element count).
+      module_entries: The stat module index of each column of
+        `module_stats`.
       attention_entries: `[(attention module index, pooled shape, original
         shape)]` of the `attention.<i>` / `entropy.<i>` segments.
       class_samples: Rows summed in the `classes` segment (0: none).

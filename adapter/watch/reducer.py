@@ -58,7 +58,8 @@ class StepState:
     """What the logging step in progress has measured so far (device tensors)."""
 
     activations: list = dataclasses.field(default_factory=list)  # (index, 0-d count, numel)
-    module_stats: list = dataclasses.field(default_factory=list)  # (index, [sum x², max|x|, numel])
+    module_stats: list = dataclasses.field(default_factory=list)  # (index, sum x², max|x|, numel)
+    module_rows: object = None  # (indices, [3, entries] tensor) once combined over ranks
     attention: dict = dataclasses.field(default_factory=dict)  # index -> (maps, entropy, shape)
     class_sum: object = None
     class_samples: int = 0
@@ -251,8 +252,7 @@ class StepReducer:
             flat = output.detach().reshape(-1)
             square = torch.linalg.vector_norm(flat, 2, dtype=torch.float32).square()
             top = torch.linalg.vector_norm(flat, float("inf"), dtype=torch.float32)
-            # The count rides along on the device (a fill, not a host copy).
-            state.module_stats.append((index, torch.stack([square, top, torch.full_like(square, flat.numel())])))
+        state.module_stats.append((index, square, top, flat.numel()))
 
     @staticmethod
     def add_attention(state, index, maps):
@@ -300,8 +300,9 @@ class StepReducer:
                 builder.add("activations", reduce.stack_scalars(
                     [count if count.device == self.device else count.to(self.device)
                      for _, count, _ in state.activations]))
-            if state.module_stats:
-                builder.add("module_stats", torch.cat([stats for _, stats in state.module_stats]))
+            module_indices, module_rows = self._module_rows(state)
+            if module_indices:
+                builder.add("module_stats", module_rows.reshape(-1))
             for index, (maps, entropy, _) in sorted(state.attention.items()):
                 builder.add("attention.%d" % index, maps.reshape(-1))
                 builder.add("entropy.%d" % index, entropy)
@@ -330,13 +331,31 @@ class StepReducer:
             gradient_groups=[(suffix, positions) for suffix, positions, _, _ in state.gradient_groups],
             update_groups=[(suffix, positions) for suffix, positions, _ in state.update_groups],
             activation_entries=[(index, numel) for index, _, numel in state.activations],
-            module_entries=[index for index, _ in state.module_stats],
+            module_entries=module_indices,
             attention_entries=[(index, tuple(maps.shape), shape)
                                for index, (maps, _, shape) in sorted(state.attention.items())],
             class_samples=state.class_samples,
             heatmaps=self.heatmap_entries,
             heatmap_scales=self.heatmap_scales,
         )
+
+    def _module_rows(self, state):
+        """`(indices, [3, entries] float32 tensor)`: sums of squares, maxima
+        and element counts of the measured module outputs (stacked once per
+        logging step, not per module)."""
+        if state.module_rows is not None:
+            return state.module_rows
+        if not state.module_stats:
+            return [], None
+        indices = [index for index, _, _, _ in state.module_stats]
+        counts = reduce.device_tensor([float(n) for _, _, _, n in state.module_stats],
+                                      self.device, torch.float32)
+        rows = torch.stack([
+            reduce.stack_scalars([square for _, square, _, _ in state.module_stats]),
+            reduce.stack_scalars([top for _, _, top, _ in state.module_stats]),
+            counts,
+        ])
+        return indices, rows
 
     def _sum_across_ranks(self, state, class_width):
         """This rank's output and activation counts -> the global batch's.
@@ -374,7 +393,7 @@ class StepReducer:
         per_module, sequence = distributed.combine_output_statistics(
             state.module_stats, count, state.sequence, device=self.device
         )
-        state.module_stats = [(index, per_module[index]) for index in range(count)]
+        state.module_rows = (list(range(count)), per_module)
         state.sequence = sequence
 
 
