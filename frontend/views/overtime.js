@@ -64,7 +64,9 @@ export function createLayerStepsView(container, tooltip) {
 
   function draw() {
     if (!matrix) return;
-    const scale = sequentialScale(m.grid, { log: toggle.checked });
+    // A linear scale starts at 0: cards of two runs (entropy, update ratios)
+    // then read alike, instead of each stretching its own range.
+    const scale = sequentialScale(m.grid, { log: toggle.checked, zero: true });
     matrix.set(m.grid, {
       colorOf: (v) => sequentialColor(scale, v),
       rowName: (i) => labelFor(labels, i, 'layer'),
