@@ -18,6 +18,8 @@ export const KIND_TITLES = Object.freeze({
   large_updates: 'Large updates',
   class_collapse: 'Class collapse',
   loss_divergence: 'Loss divergence',
+  attention_collapse: 'Attention collapse',
+  activation_outliers: 'Activation outliers',
 });
 
 const SEVERITY_RANK = { error: 0, warning: 1 };
@@ -153,10 +155,7 @@ export function findingTarget(run, finding) {
     const wanted = Number(view.step ?? finding.first_step);
     step = Number.isFinite(wanted) ? wanted : undefined;
   }
-  // A collapse names the class predicted for everything first; the other
-  // classes it lists would outline most of the chart.
-  const labels = finding.kind === 'class_collapse' ? finding.labels.slice(0, 1) : finding.labels;
-  return { run, tag, overtime, step, labels, log: LOG_KINDS.has(finding.kind) };
+  return { run, tag, overtime, step, labels: finding.labels, log: LOG_KINDS.has(finding.kind) };
 }
 
 /**

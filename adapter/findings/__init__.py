@@ -142,7 +142,7 @@ def diagnose(data_provider, ctx, experiment_id, run, thresholds=None, *,
     data = source.read_run(
         data_provider, ctx, experiment_id, run, tensor_tags, loss_tags,
         downsample=downsample, bar_tags={grad_tag, zero_tag, *source.DEFAULT_BAR_TAGS},
-        grad_tag=grad_tag,
+        grad_tag=grad_tag, entropy_floor=(thresholds or Thresholds()).entropy,
     )
     return evaluate(data, thresholds, grad_tag=grad_tag, zero_tag=zero_tag)
 

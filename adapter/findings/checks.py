@@ -327,7 +327,12 @@ def vanishing_gradients(norm, scale, thresholds, *, ratio=None):
         % (_names(labels), 10.0 ** worst_rel, s[at, top], 10.0 ** reference[at],
            int(norm.steps[at]), step)
     )
-    severity = ERROR if _stalled(norm, vanish, flagged, ratio, worst_rel) else WARNING
+    stalled = _stalled(norm, vanish, order, ratio, worst_rel)
+    if stalled is not None:
+        message += ": %s does not learn (%s)" % (
+            stalled[0], "updates %.2g of its norm, below float32's resolution" % stalled[1]
+            if np.isfinite(stalled[1]) else "10^%d below the typical parameter" % VANISHING_ERROR_ORDERS)
+    severity = ERROR if stalled is not None else WARNING
     return [
         Finding(
             "vanishing_gradients", severity, norm.tag, labels, step,
@@ -337,18 +342,21 @@ def vanishing_gradients(norm, scale, thresholds, *, ratio=None):
 
 
 def _stalled(norm, vanish, flagged, ratio, worst_rel):
-    """Whether a vanishing parameter has stopped learning (see STALLED_UPDATE)."""
+    """`(parameter, its median update ratio)` of a vanishing parameter that
+    stopped learning (see STALLED_UPDATE), `(worst, NaN)` without update
+    ratios when the gap alone says so, else None. `flagged` is in order of
+    severity."""
     known = [i for i in flagged if ratio is not None and norm.labels[i] in ratio.labels]
     if not known:
-        return worst_rel <= -VANISHING_ERROR_ORDERS
+        return (_label(norm, flagged[0]), math.nan) if worst_rel <= -VANISHING_ERROR_ORDERS else None
     rows = {int(s): t for t, s in enumerate(ratio.steps)}
     for i in known:
         column = ratio.labels.index(norm.labels[i])
         moved = [ratio.values[rows[int(s)], column] for s in norm.steps[vanish[:, i]] if int(s) in rows]
         moved = [m for m in moved if np.isfinite(m)]
         if moved and np.median(moved) < STALLED_UPDATE:
-            return True
-    return False
+            return _label(norm, i), float(np.median(moved))
+    return None
 
 
 def dead_units(zero_fraction, thresholds):

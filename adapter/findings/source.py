@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 
 import numpy as np
 from tensorboard.data import provider as tb_provider
 
 from torch_visualization import metadata
-from torch_visualization.findings.checks import Series
+from torch_visualization.findings.checks import Series, head_module
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,8 @@ class RunData:
         steps `first` < `last`.
       attention: `{module: (queries, keys, causal)}` of the `attention/*`
         maps (the original shape; causal: the latest stored map is zero
-        above the diagonal), read only when `attention/entropy` is.
+        above the diagonal, True where not read), only when
+        `attention/entropy` is read.
     """
 
     bars: dict = dataclasses.field(default_factory=dict)
@@ -135,7 +137,7 @@ def data_version(tensor_tags, loss_tags):
 
 
 def read_run(data_provider, ctx, experiment_id, run, tensor_tags, loss_tags, *,
-             downsample=ALL_STEPS, bar_tags=None, grad_tag=GRAD_NORM):
+             downsample=ALL_STEPS, bar_tags=None, grad_tag=GRAD_NORM, entropy_floor=None):
     """Reads one run's inputs to the checks.
 
     Args:
@@ -148,6 +150,9 @@ def read_run(data_provider, ctx, experiment_id, run, tensor_tags, loss_tags, *,
       downsample: Steps to ask for per tag (the server's sampling bound).
       bar_tags: Bars tags to read (the contract's by default).
       grad_tag: The bars tag with gradient norms.
+      entropy_floor: The `attention_collapse` threshold (a fraction of a
+        uniform map's entropy): only modules with a head below it against
+        ln(keys) have their stored map read. None: every module's.
 
     Returns:
       A `RunData`.
@@ -223,16 +228,28 @@ def read_run(data_provider, ctx, experiment_id, run, tensor_tags, loss_tags, *,
         out.weights.append(Series.of(tag, (tag[len(WEIGHTS_PREFIX):],), steps, counts[:, None]))
 
     # Attention: the entropy is judged against a uniform map of the same
-    # shape and mask; the latest stored map tells whether the mask is causal.
-    if ENTROPY in out.bars:
-        maps = sorted(tag for tag, kind in kinds.items()
-                      if kind == "attention" and tag.startswith(ATTENTION_PREFIX))
-        for tag, _, causal in _read(data_provider, ctx, experiment_id, run, maps, 1, parsed,
-                                    reduce=_causal):
+    # shape (the metadata's original shape) and mask; the latest stored map
+    # tells whether the mask is causal. Until read, a mask counts as causal:
+    # the lower reference, which flags less.
+    entropy = out.bars.get(ENTROPY)
+    if entropy is not None:
+        maps = {}
+        for tag, kind in kinds.items():
             shape = parsed[tag].original_shape
-            if len(shape) == 3 and causal.size:
-                out.attention[tag[len(ATTENTION_PREFIX):]] = (
-                    int(shape[1]), int(shape[2]), bool(causal[-1] > 0))
+            if kind == "attention" and tag.startswith(ATTENTION_PREFIX) and len(shape) == 3:
+                maps[tag] = tag[len(ATTENTION_PREFIX):]
+                out.attention[maps[tag]] = (int(shape[1]), int(shape[2]), True)
+        if entropy_floor is not None:
+            # Reading a map decodes every held step of it (Python loader):
+            # only a module that looks collapsed against ln(keys), the higher
+            # reference, can be flagged at all.
+            maps = {tag: module for tag, module in maps.items()
+                    if _any_below(entropy, module, entropy_floor * math.log(max(out.attention[module][1], 1)))}
+        for tag, _, causal in _read(data_provider, ctx, experiment_id, run, sorted(maps), 1, parsed,
+                                    reduce=_causal):
+            if causal.size:
+                queries, keys, _ = out.attention[maps[tag]]
+                out.attention[maps[tag]] = (queries, keys, bool(causal[-1] > 0))
 
     if loss_tags:
         read = data_provider.read_scalars(
@@ -244,6 +261,12 @@ def read_run(data_provider, ctx, experiment_id, run, tensor_tags, loss_tags, *,
             if steps:
                 out.losses.append(Series.of(tag, (), steps, np.asarray(values, dtype=np.float64)))
     return out
+
+
+def _any_below(entropy, module, limit):
+    heads = [i for i, label in enumerate(entropy.labels) if head_module(label) == module]
+    with np.errstate(invalid="ignore"):
+        return bool(heads) and bool(np.any(entropy.values[:, heads] < limit))
 
 
 def _causal(values):

@@ -167,9 +167,11 @@ test('strip: loading, failed and empty selections', () => {
   assert.equal(mixed.headline, 'Could not check 1 of 2 runs.');
 });
 
-test('a class collapse highlights its first class only', () => {
-  const collapse = finding('class_collapse', 'warning', 0, { tag: 'eval/confusion', labels: ['7', '8', '3'] });
+test('a finding highlights the labels it names (a collapse: its one class)', () => {
+  const collapse = finding('class_collapse', 'error', 0, { tag: 'eval/confusion', labels: ['7'] });
   assert.deepEqual(findingTarget('r', collapse).labels, ['7']);
+  const vanishing = finding('vanishing_gradients', 'error', 0, { labels: ['0.weight', '0.bias'] });
+  assert.deepEqual(findingTarget('r', vanishing).labels, ['0.weight', '0.bias']);
 });
 
 test('strip: only warnings are the worst severity', () => {
