@@ -314,17 +314,18 @@ def combine_output_statistics(module_stats, modules, sequence, device=None):
     max |x| and the sequence statistics of the global batch.
 
     Args:
-      module_stats: `[(module index, sum of squares, max |x|, count)]` of
-        this rank (0-d float32 device tensors and an int).
+      module_stats: `[(module index, sum of squares, min, max, count)]` of
+        this rank (0-d device tensors and an int).
       modules: Number of stat modules watched.
       sequence: `[sum of entropies, max logit, positions]` of this rank's
         sequence outputs, or None.
       device: Where the buffers live when nothing else says.
 
     Returns:
-      `(per_module, sequence)`: a `[3, modules]` float32 tensor (sums of
-      squares, maxima, counts; count 0 for a module that ran on no rank) and
-      the global sequence statistics (positions 0 when there were none).
+      `(per_module, sequence)`: a `[4, modules]` float32 tensor (sums of
+      squares, minima, maxima, counts; count 0 for a module that ran on no
+      rank) and the global sequence statistics (positions 0 when there were
+      none).
     """
     if module_stats:
         device = module_stats[0][1].device
@@ -334,23 +335,26 @@ def combine_output_statistics(module_stats, modules, sequence, device=None):
         device = torch.device("cpu")
     dtype = _buffer_dtype(device)
     sums = torch.zeros(2 * modules + 2, dtype=dtype, device=device)
-    maxes = torch.full((modules + 1,), float("-inf"), dtype=dtype, device=device)
+    # Maxima of [-min per module | max per module | max logit].
+    maxes = torch.full((2 * modules + 1,), float("-inf"), dtype=dtype, device=device)
     if module_stats:
-        index = reduce.device_tensor([i for i, _, _, _ in module_stats], device)
-        squares = torch.stack([square for _, square, _, _ in module_stats]).to(dtype)
-        tops = torch.stack([top for _, _, top, _ in module_stats]).to(dtype)
-        counts = reduce.device_tensor([float(n) for _, _, _, n in module_stats], device, dtype)
+        index = reduce.device_tensor([i for i, *_ in module_stats], device)
+        squares, lows, highs = (torch.stack(list(column)).to(dtype)
+                                for column in list(zip(*module_stats))[1:4])
+        counts = reduce.device_tensor([float(n) for *_, n in module_stats], device, dtype)
         sums[:modules].index_add_(0, index, squares)
         sums[modules:2 * modules].index_add_(0, index, counts)
-        maxes[:modules].scatter_reduce_(0, index, tops, "amax")
+        maxes[:modules].scatter_reduce_(0, index, -lows, "amax")
+        maxes[modules:2 * modules].scatter_reduce_(0, index, highs, "amax")
     if sequence is not None:
         sums[2 * modules:] = sequence[0::2].to(dtype)
-        maxes[modules] = sequence[1].to(dtype)
+        maxes[2 * modules] = sequence[1].to(dtype)
     if is_distributed():
         dist.all_reduce(sums, op=dist.ReduceOp.SUM)
         dist.all_reduce(maxes, op=dist.ReduceOp.MAX)
-    per_module = torch.stack([sums[:modules], maxes[:modules], sums[modules:2 * modules]])
-    combined = torch.stack([sums[2 * modules], maxes[modules], sums[2 * modules + 1]])
+    per_module = torch.stack([sums[:modules], -maxes[:modules], maxes[modules:2 * modules],
+                              sums[modules:2 * modules]])
+    combined = torch.stack([sums[2 * modules], maxes[2 * modules], sums[2 * modules + 1]])
     return per_module.float(), combined.float()
 
 

@@ -241,7 +241,12 @@ def encode_heatmap_grid(grid):
     rows, cols = grid.shape
     if cols < _RANGE_ENTRIES or rows == 0:
         return grid
-    value_range = _finite_range(grid)
+    # This runs on the writer thread for every heatmap of every logging step
+    # (beside training, on the same cores): few passes over the grid. min and
+    # max propagate NaN/Inf, so finite ones mean every cell is finite.
+    low, high = grid.min(), grid.max()
+    value_range = (float(low), float(high)) if np.isfinite(low) and np.isfinite(high) \
+        else _finite_range(grid)
     if value_range is None:
         vmin = vmax = np.float32(np.nan)
         k = 0
@@ -251,10 +256,13 @@ def encode_heatmap_grid(grid):
         # The smallest magnitude a nonzero cell may have; NaN compares False.
         floor = 2.0 ** max(_F16_MIN_NORMAL_EXPONENT - k, _F32_MIN_NORMAL_EXPONENT)
         magnitude = np.abs(grid)
-        if ((magnitude < floor) & (magnitude != 0)).any():
+        # Usually no cell is that small (nor zero): one min settles it.
+        if magnitude.min() < floor and ((magnitude < floor) & (magnitude != 0)).any():
             return grid
-    encoded = np.zeros((rows + 1, cols), dtype=np.float16)
-    encoded[:rows] = np.ldexp(grid, k) if k else grid
+    encoded = np.empty((rows + 1, cols), dtype=np.float16)
+    # Times 2**k (exact, whatever k), rounded into float16 in one pass.
+    np.ldexp(grid, k, out=encoded[:rows], casting="unsafe")
+    encoded[rows] = 0
     # Little-endian float32 bytes read as little-endian 16-bit halves give
     # min low, min high, max low, max high on any host.
     halves = np.array([vmin, vmax], dtype="<f4").view("<u2").astype(np.uint16)

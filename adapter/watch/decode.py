@@ -104,15 +104,18 @@ def step_values(packet, array, plan, memory=None):
 def module_values(packet, array, plan):
     """`activations/rms` and `activations/max_abs` of the stat modules (NaN
     for a module that did not run)."""
-    stats = packet.segment("module_stats", array).astype(np.float64).reshape(3, -1)
+    stats = packet.segment("module_stats", array).astype(np.float64).reshape(4, -1)
     count = len(plan.stat_names)
     squares, numels, top = np.zeros(count), np.zeros(count), np.full(count, np.nan)
-    for index, square, biggest, numel in zip(packet.module_entries, *stats):
+    for index, square, low, high, numel in zip(packet.module_entries, *stats):
         if not numel:
             continue  # a module that ran on no rank
+        # max |x| = max(-min, max); np.maximum keeps a NaN (aminmax of an
+        # output holding NaN gives NaN).
+        biggest = np.maximum(-low, high)
+        top[index] = biggest if numels[index] == 0 else np.maximum(top[index], biggest)
         squares[index] += square
         numels[index] += numel
-        top[index] = biggest if np.isnan(top[index]) else max(top[index], biggest)
     with np.errstate(divide="ignore", invalid="ignore"):
         rms = np.where(numels > 0, np.sqrt(squares / numels), np.nan)
     labels = {"labels": plan.stat_names}

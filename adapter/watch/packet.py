@@ -12,8 +12,8 @@ Segment names (the reducer writes them, `decode.py` reads them):
 - `updates.<k>`: `[squared norms before | squared norms of the update]` of
   the parameters optimizer k stepped;
 - `activations`: nonzero counts, one per measured activation output;
-- `module_stats`: three rows (sums of squares, max |x|, element counts) of
-  the measured module outputs;
+- `module_stats`: four rows (sums of squares, minima, maxima, element
+  counts) of the measured module outputs;
 - `attention.<i>`, `entropy.<i>`: attention module i's pooled maps of the
   first example and its mean entropy per head;
 - `classes`: the sum of the softmax of the logged outputs;
