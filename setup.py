@@ -21,11 +21,15 @@ setup(
         "torch_visualization.tb_plugin",
         "torch_visualization.frontend",
         "torch_visualization.integrations",
+        "torch_visualization.watch",
+        "torch_visualization.findings",
     ],
     package_dir={
         "torch_visualization": "adapter",
         "torch_visualization.tb_plugin": "tb_plugin",
         "torch_visualization.integrations": "adapter/integrations",
+        "torch_visualization.watch": "adapter/watch",
+        "torch_visualization.findings": "adapter/findings",
         "torch_visualization.frontend": "frontend",
     },
     package_data={
@@ -36,8 +40,16 @@ setup(
     install_requires=[
         # torch is deliberately not listed: users install the build that fits
         # their hardware (see README); the plugin side never imports it.
-        "numpy",
-        "tensorboard>=2.21,<2.22",
+        # Lower bounds are the oldest versions CI tests: `make test` runs the
+        # TensorBoard-facing tests again in .venv-tb-oldest with exactly these
+        # (Makefile TB_OLDEST, NUMPY_OLDEST, PROTOBUF_OLDEST; test_packaging.py
+        # keeps them equal). TensorBoard <= 2.16 itself needs numpy < 2, which
+        # it does not declare and a requirement here cannot make conditional
+        # on the installed TensorBoard; the oldest venv has numpy 1.23.5.
+        "numpy>=1.23.5",
+        # Every TensorBoard whose plugin API we use: 2.12.0 is the oldest that
+        # installs beside protobuf >= 6.31.1 (2.11 and older cap it below 4).
+        "tensorboard>=2.12.0,<3",
         "protobuf>=6.31.1,<8",
         # C CRC-32C for event records (TensorBoard's fallback is pure Python).
         "google-crc32c>=1.5",

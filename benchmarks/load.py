@@ -196,8 +196,11 @@ def _get(url, timeout=60):
 
 
 @contextlib.contextmanager
-def tensorboard(logdir, load_fast, log_path):
-    """A real `tensorboard` on a free loopback port; yields `(process, base url)`."""
+def tensorboard(logdir, load_fast, log_path, extra_flags=()):
+    """A real `tensorboard` on a free loopback port; yields `(process, base url)`.
+
+    `extra_flags` are passed on (e.g. `--samples_per_plugin`; benchmarks/findings.py).
+    """
     port = _free_port()
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
@@ -207,6 +210,7 @@ def tensorboard(logdir, load_fast, log_path):
                 "--host", "127.0.0.1",
                 "--port", str(port),
                 "--load_fast=%s" % load_fast,
+                *extra_flags,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

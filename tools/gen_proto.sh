@@ -2,7 +2,7 @@
 # Regenerates adapter/plugin_data_pb2.py from adapter/plugin_data.proto.
 #
 # Uses grpcio-tools 1.74.0, whose protoc emits gencode for protobuf 6.31.1:
-# the oldest runtime TensorBoard 2.21 allows, so the file imports under every
+# the oldest runtime setup.py allows, so the file imports under every
 # protobuf version TensorBoard accepts (6.31.1 up to, not including, 8).
 # The .proto is compiled as torch_visualization/plugin_data.proto so that its
 # name in protobuf's global descriptor pool cannot collide with another
