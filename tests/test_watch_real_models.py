@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from torch_visualization import SummaryWriter, read
-from torch_visualization.watch import reducer as watch_reducer
+from torch_visualization.watch import capture as watch_capture
 
 
 def _read(tmp_path, run="run"):
@@ -134,13 +134,13 @@ def test_checkpoint_recomputation_is_not_counted(tmp_path, monkeypatch, with_opt
     results = {}
     for use_checkpoint in (False, True):
         calls = []
-        original = watch_reducer.StepReducer.count_activation
+        original = watch_capture.count_activation
 
         def counting(state, index, output, original=original, calls=calls):
             calls.append(output.shape[0])
             original(state, index, output)
 
-        monkeypatch.setattr(watch_reducer.StepReducer, "count_activation", staticmethod(counting))
+        monkeypatch.setattr(watch_capture, "count_activation", counting)
         torch.manual_seed(0)
         model = _Checkpointed(use_checkpoint)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1) if with_optimizer else None

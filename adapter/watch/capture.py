@@ -23,12 +23,58 @@ import warnings
 
 import torch
 
+from torch_visualization import reduce
 from torch_visualization.watch import attention
 from torch_visualization.watch import plan as plans
 
 
 def _compiling():
     return torch.compiler.is_compiling()
+
+
+# -- the device work of each measurement (into the step's StepState) ----------
+
+def count_activation(state, index, output):
+    """Counts the nonzero outputs of activation module `index`."""
+    with torch.no_grad():
+        state.activations.append((index, reduce.nonzero_count(output), output.numel()))
+
+def add_module_stats(state, index, output):
+    """Sum of squares and the extremes of a module's output (residual
+    stream): a BLAS dot and one min/max pass (a max-|x| norm kernel costs
+    ~10x more on the CPU)."""
+    with torch.no_grad():
+        flat = output.detach().reshape(-1)
+        if flat.dtype == torch.float32:
+            square = torch.dot(flat, flat)
+        else:
+            square = torch.linalg.vector_norm(flat, 2, dtype=torch.float32).square()
+        low, high = torch.aminmax(flat)
+    state.module_stats.append((index, square, low, high, flat.numel()))
+
+def add_attention(state, index, maps):
+    """One module's attention maps of the first example: pooled maps and
+    the entropy per head (of the full maps), kept on the device."""
+    state.attention[index] = (attention.pooled(maps), attention.entropy(maps), tuple(maps.shape))
+
+def add_class_scores(state, scores, sequence=False):
+    """Adds the softmax of `[rows, classes]` scores to the step's sums;
+    for a sequence output (rows = batch x positions) also the predictive
+    entropy and the largest logit."""
+    with torch.no_grad():
+        probabilities = torch.softmax(scores.detach(), 1, dtype=torch.float32)
+        sums = probabilities.sum(0)
+        if sequence:
+            entropy = -torch.special.xlogy(probabilities, probabilities).sum()
+            top = scores.detach().max().float()
+            stats = torch.stack([entropy, top, torch.full_like(entropy, scores.shape[0])])
+            if state.sequence is not None:
+                old = state.sequence
+                stats = torch.stack([old[0] + entropy, torch.maximum(old[1], top), old[2] + stats[2]])
+            state.sequence = stats
+    state.class_sum = sums if state.class_sum is None else state.class_sum.add_(sums)
+    state.class_samples += scores.shape[0]
+
 
 
 def first_tensor(output):
@@ -59,7 +105,6 @@ class ForwardCapture:
     Args:
       model: The module as passed to `watch()` (its forward is what counts).
       plan: The watch's `WatchPlan`.
-      reducer: The `StepReducer` (holds the device-side measurements).
       modules: `{"activations": [...], "stats": [...], "attention": [...]}`
         modules in the plan's label order.
       state: Returns the open window's `StepState` (None outside a window).
@@ -69,10 +114,9 @@ class ForwardCapture:
         never reaches training: `guarded(function, *args)`.
     """
 
-    def __init__(self, model, plan, reducer, modules, state, outputs_on_end, guarded):
+    def __init__(self, model, plan, modules, state, outputs_on_end, guarded):
         self._model = model
         self._plan = plan
-        self._reducer = reducer
         self._modules = modules
         self._state = state
         self._handles = []
@@ -138,7 +182,7 @@ class ForwardCapture:
             state = self._state()
             if self._measuring() and state is not None and isinstance(output, torch.Tensor) \
                     and output.numel():
-                self._guarded(self._reducer.count_activation, state, index, output)
+                self._guarded(count_activation, state, index, output)
 
         return hook
 
@@ -149,7 +193,7 @@ class ForwardCapture:
                 return
             tensor = first_tensor(output)
             if tensor is not None and tensor.numel() and tensor.is_floating_point():
-                self._guarded(self._reducer.add_module_stats, state, index, tensor)
+                self._guarded(add_module_stats, state, index, tensor)
 
         return hook
 
@@ -185,7 +229,7 @@ class ForwardCapture:
         with torch.no_grad():
             maps = compute()
         if maps is not None:
-            self._reducer.add_attention(state, index, maps)
+            add_attention(state, index, maps)
 
     # -- the output ---------------------------------------------------------
 
@@ -215,7 +259,7 @@ class ForwardCapture:
             self.class_width = width
         elif width != self.class_width:
             return
-        self._reducer.add_class_scores(state, scores.reshape(-1, width), sequence=scores.dim() == 3)
+        add_class_scores(state, scores.reshape(-1, width), sequence=scores.dim() == 3)
 
     def _disable_classes(self, why):
         self._class_off = True

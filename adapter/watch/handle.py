@@ -93,7 +93,7 @@ class Watch:
         self._permanent = []
         self._state = None  # StepState of the open window, None outside one
         self._capture = capture.ForwardCapture(
-            model, plan, reducer, modules, lambda: self._state, outputs_on_end=bool(optimizers),
+            model, plan, modules, lambda: self._state, outputs_on_end=bool(optimizers),
             guarded=self._guarded,
         )
         self._after_backward = None

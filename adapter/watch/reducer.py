@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from torch_visualization import distributed, pooling, reduce
-from torch_visualization.watch import attention
 from torch_visualization.watch import packet as packets
 from torch_visualization.watch import plan as plans
 
@@ -236,53 +235,6 @@ class StepReducer:
         if self._scratch_buffer is None or self._scratch_buffer.numel() < size:
             self._scratch_buffer = torch.empty(size, dtype=torch.float32)
         return self._scratch_buffer
-
-    # -- forward passes -----------------------------------------------------
-
-    @staticmethod
-    def count_activation(state, index, output):
-        """Counts the nonzero outputs of activation module `index`."""
-        with torch.no_grad():
-            state.activations.append((index, reduce.nonzero_count(output), output.numel()))
-
-    @staticmethod
-    def add_module_stats(state, index, output):
-        """Sum of squares and the extremes of a module's output (residual
-        stream): a BLAS dot and one min/max pass (a max-|x| norm kernel costs
-        ~10x more on the CPU)."""
-        with torch.no_grad():
-            flat = output.detach().reshape(-1)
-            if flat.dtype == torch.float32:
-                square = torch.dot(flat, flat)
-            else:
-                square = torch.linalg.vector_norm(flat, 2, dtype=torch.float32).square()
-            low, high = torch.aminmax(flat)
-        state.module_stats.append((index, square, low, high, flat.numel()))
-
-    @staticmethod
-    def add_attention(state, index, maps):
-        """One module's attention maps of the first example: pooled maps and
-        the entropy per head (of the full maps), kept on the device."""
-        state.attention[index] = (attention.pooled(maps), attention.entropy(maps), tuple(maps.shape))
-
-    @staticmethod
-    def add_class_scores(state, scores, sequence=False):
-        """Adds the softmax of `[rows, classes]` scores to the step's sums;
-        for a sequence output (rows = batch x positions) also the predictive
-        entropy and the largest logit."""
-        with torch.no_grad():
-            probabilities = torch.softmax(scores.detach(), 1, dtype=torch.float32)
-            sums = probabilities.sum(0)
-            if sequence:
-                entropy = -torch.special.xlogy(probabilities, probabilities).sum()
-                top = scores.detach().max().float()
-                stats = torch.stack([entropy, top, torch.full_like(entropy, scores.shape[0])])
-                if state.sequence is not None:
-                    old = state.sequence
-                    stats = torch.stack([old[0] + entropy, torch.maximum(old[1], top), old[2] + stats[2]])
-                state.sequence = stats
-        state.class_sum = sums if state.class_sum is None else state.class_sum.add_(sums)
-        state.class_samples += scores.shape[0]
 
     # -- the end of a logging step ---------------------------------------------
 
