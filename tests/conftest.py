@@ -155,6 +155,30 @@ def free_port():
         return s.getsockname()[1]
 
 
+def leave_process_group(rank, world, marker_dir, timeout=30.0):
+    """Tears a gloo process group down with every rank, rank 0 last.
+
+    Rank 0 hosts the group's TCP store: if it destroys its group while
+    another rank is still in its own teardown, that rank can abort
+    ("terminate called without an active exception", SIGABRT) after all its
+    work is done. So: a barrier, the other ranks leave first and say so with
+    a file in `marker_dir`, and rank 0 waits for those files (bounded) first.
+    """
+    import torch.distributed as dist
+
+    dist.barrier()
+    if rank:
+        dist.destroy_process_group()
+        open(os.path.join(marker_dir, "left.%d" % rank), "w").close()
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not all(
+        os.path.exists(os.path.join(marker_dir, "left.%d" % other)) for other in range(1, world)
+    ):
+        time.sleep(0.05)
+    dist.destroy_process_group()
+
+
 def http_get(url, timeout=10):
     """Returns `(status, body bytes)`, also for 4xx/5xx answers."""
     try:

@@ -8,6 +8,7 @@ logged with the same model trained on the whole batch in this process.
 from __future__ import annotations
 
 import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from conftest import free_port
+from conftest import free_port, leave_process_group
 from torch_visualization import distributed, pooling
 
 WORLD = 2
@@ -30,10 +31,11 @@ pytestmark = pytest.mark.skipif(
 
 def spawn(worker, *args):
     """Runs `worker(rank, port, *args)` on 2 gloo ranks; raises if one fails."""
-    mp.spawn(_bootstrap, args=(worker, free_port(), args), nprocs=WORLD, join=True)
+    markers = tempfile.mkdtemp(prefix="tv-ranks-")
+    mp.spawn(_bootstrap, args=(worker, free_port(), markers, args), nprocs=WORLD, join=True)
 
 
-def _bootstrap(rank, worker, port, args):
+def _bootstrap(rank, worker, port, markers, args):
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
     # One thread per rank: the two ranks share the machine's cores.
@@ -41,11 +43,10 @@ def _bootstrap(rank, worker, port, args):
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
     try:
         worker(rank, *args)
-        # Tear down together: a rank that destroys its group (rank 0 hosts
-        # the store) while the other still talks to it can abort the other.
-        dist.barrier()
-    finally:
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    leave_process_group(rank, WORLD, markers)
 
 
 # -- models and data shared by both sides ----------------------------------

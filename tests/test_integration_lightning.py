@@ -15,6 +15,8 @@ L = pytest.importorskip("lightning.pytorch", reason="lightning (test extra) is n
 from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 from tensorboard.backend.event_processing import event_accumulator  # noqa: E402
 
+from conftest import leave_process_group  # noqa: E402
+
 from torch_visualization import read  # noqa: E402
 from torch_visualization.integrations.lightning import TorchVisualizationCallback  # noqa: E402
 
@@ -221,13 +223,30 @@ class ShardedDataClassifier(TinyClassifier):
         return torch.utils.data.DataLoader(data, batch_size=8 // world, sampler=sampler)
 
 
+class _LeaveTogether(L.Callback):
+    """Lightning leaves a gloo group to the process's exit; ranks then tear it
+    down in any order, and one can abort after its work is done. This leaves
+    it at the end of fit, every rank together, rank 0 last."""
+
+    def __init__(self, marker_dir):
+        self.marker_dir = marker_dir
+
+    def on_fit_end(self, trainer, pl_module):
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            leave_process_group(trainer.global_rank, trainer.world_size, self.marker_dir)
+
+
 def _fit_ddp_or_single(root, **trainer_kwargs):
     torch.manual_seed(0)
+    os.makedirs(root, exist_ok=True)
     trainer = L.Trainer(
         max_steps=3, log_every_n_steps=1, logger=TensorBoardLogger(root, name="run"),
         accelerator="cpu", use_distributed_sampler=False, enable_progress_bar=False,
         enable_model_summary=False, enable_checkpointing=False,
-        callbacks=[TorchVisualizationCallback(class_names=CLASS_NAMES)], **trainer_kwargs,
+        callbacks=[TorchVisualizationCallback(class_names=CLASS_NAMES), _LeaveTogether(root)],
+        **trainer_kwargs,
     )
     trainer.fit(ShardedDataClassifier())
     return read(os.path.join(root, "run"))

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from conftest import free_port
+from conftest import free_port, leave_process_group
 from torch_visualization import SummaryWriter, metadata, pooling, read, reduce
 from torch_visualization.watch import decode as watch_decode
 from torch_visualization.watch import reducer as watch_reducer
@@ -500,9 +500,10 @@ def _ddp_rank(rank, port, logdir):
         writer.close()
         with open(os.path.join(logdir, "rank%d.txt" % rank), "w") as out:
             out.write("%s %d %s" % (active, handle.step, hooks))
-        dist.barrier()  # tear down together (see test_distributed._bootstrap)
-    finally:
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    leave_process_group(rank, 2, logdir)
 
 
 def test_ddp_only_rank_zero_does_logging_work(tmp_path):
