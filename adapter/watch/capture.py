@@ -28,16 +28,22 @@ from torch_visualization.watch import attention
 from torch_visualization.watch import plan as plans
 
 
+# Largest softmax a logging step materialises at once (see add_class_scores).
+_PROBABILITIES_PER_CHUNK = 1 << 24
+
+
 def _compiling():
     return torch.compiler.is_compiling()
 
 
 # -- the device work of each measurement (into the step's StepState) ----------
 
+
 def count_activation(state, index, output):
     """Counts the nonzero outputs of activation module `index`."""
     with torch.no_grad():
         state.activations.append((index, reduce.nonzero_count(output), output.numel()))
+
 
 def add_module_stats(state, index, output):
     """Sum of squares and the extremes of a module's output (residual
@@ -52,29 +58,43 @@ def add_module_stats(state, index, output):
         low, high = torch.aminmax(flat)
     state.module_stats.append((index, square, low, high, flat.numel()))
 
+
 def add_attention(state, index, maps):
     """One module's attention maps of the first example: pooled maps and
     the entropy per head (of the full maps), kept on the device."""
     state.attention[index] = (attention.pooled(maps), attention.entropy(maps), tuple(maps.shape))
 
+
 def add_class_scores(state, scores, sequence=False):
     """Adds the softmax of `[rows, classes]` scores to the step's sums;
     for a sequence output (rows = batch x positions) also the predictive
-    entropy and the largest logit."""
+    entropy and the largest logit.
+
+    Rows are taken in chunks of at most ~16M probabilities: an LM's logits
+    (8 x 1024 positions x 50k tokens) would otherwise need a float32 copy of
+    1.6 GB on a logging step.
+    """
+    rows, width = scores.shape
+    chunk = max(1, _PROBABILITIES_PER_CHUNK // width)
+    sums = entropy = None
     with torch.no_grad():
-        probabilities = torch.softmax(scores.detach(), 1, dtype=torch.float32)
-        sums = probabilities.sum(0)
+        for start in range(0, rows, chunk):
+            part = scores[start:start + chunk].detach()
+            probabilities = torch.softmax(part, 1, dtype=torch.float32)
+            total = probabilities.sum(0)
+            sums = total if sums is None else sums.add_(total)
+            if sequence:
+                part_entropy = -torch.special.xlogy(probabilities, probabilities).sum()
+                entropy = part_entropy if entropy is None else entropy + part_entropy
         if sequence:
-            entropy = -torch.special.xlogy(probabilities, probabilities).sum()
             top = scores.detach().max().float()
-            stats = torch.stack([entropy, top, torch.full_like(entropy, scores.shape[0])])
+            stats = torch.stack([entropy, top, torch.full_like(entropy, rows)])
             if state.sequence is not None:
                 old = state.sequence
                 stats = torch.stack([old[0] + entropy, torch.maximum(old[1], top), old[2] + stats[2]])
             state.sequence = stats
     state.class_sum = sums if state.class_sum is None else state.class_sum.add_(sums)
-    state.class_samples += scores.shape[0]
-
+    state.class_samples += rows
 
 
 def first_tensor(output):
