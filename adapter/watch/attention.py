@@ -8,9 +8,10 @@ FIRST example of the batch (never more than one example's maps):
   the module's inputs and projection weights in a forward pre-hook,
   softmax(QKᵀ/√d + masks) with its attention and key-padding masks;
 - `torch.nn.functional.scaled_dot_product_attention` (Hugging Face's default
-  "sdpa" attention): intercepted by a `TorchFunctionMode` while the model's
-  forward of a logging step runs, and recomputed from q, k, the mask,
-  `is_causal`, `scale` and grouped-query heads;
+  "sdpa" attention): intercepted by a `TorchFunctionMode` while an attention
+  module's forward runs on a logging step (until its maps are captured), and
+  recomputed from q, k, the mask, `is_causal`, `scale` and grouped-query
+  heads;
 - an explicit softmax over the last axis of a 4-D score tensor (Hugging
   Face's "eager" attention), taken before attention dropout.
 

@@ -143,6 +143,7 @@ class ForwardCapture:
         self._forwards = []  # per model forward in progress: is it measured?
         self._attention_stack = []  # attention modules running (indices)
         self._mode = None
+        self._mode_owner = None  # attention stack depth whose module entered the mode
         self._outputs_on_end = outputs_on_end
         self._guarded = guarded
         self.class_width = None
@@ -182,15 +183,9 @@ class ForwardCapture:
     def _on_model_start(self, module, inputs):
         measured = not _compiling() and module.training and self._state() is not None
         self._forwards.append(measured)
-        if measured and self._modules["attention"] and self._mode is None:
-            self._mode = attention.AttentionCapture(self._record_attention, self._current_attention)
-            self._mode.__enter__()
 
     def _on_model_end(self, module, inputs, output):
         measured = self._forwards.pop() if self._forwards else False
-        if self._mode is not None and not any(self._forwards):
-            mode, self._mode = self._mode, None
-            mode.__exit__(None, None, None)
         state = self._state()
         if measured and self._outputs_on_end and state is not None:
             self._guarded(self.add_outputs, state, output)
@@ -220,12 +215,24 @@ class ForwardCapture:
     def _attention_start(self, index, module):
         def hook(module, args, kwargs):
             self._attention_stack.append(index)
-            if self._measuring() and isinstance(module, torch.nn.MultiheadAttention):
+            if not self._measuring():
+                return
+            state = self._state()
+            if isinstance(module, torch.nn.MultiheadAttention):
                 self._record_attention(index, lambda: attention.mha_probabilities(module, args, kwargs))
+            elif self._mode is None and state is not None and index not in state.attention:
+                # The function mode sees every torch call while it is on:
+                # only inside an attention module not captured yet this step.
+                self._mode = attention.AttentionCapture(self._record_attention, self._current_attention)
+                self._mode.__enter__()
+                self._mode_owner = len(self._attention_stack)
 
         return hook
 
     def _attention_end(self, module, inputs, output):
+        if self._mode is not None and self._mode_owner == len(self._attention_stack):
+            mode, self._mode = self._mode, None
+            mode.__exit__(None, None, None)
         if self._attention_stack:
             self._attention_stack.pop()
 
