@@ -355,7 +355,10 @@ class EventSink:
             else:
                 tag = value.tag
                 if tag in self._seen and value.HasField("metadata"):
-                    value = summary_pb2.Summary.Value(tag=tag, tensor=value.tensor)
+                    stripped = summary_pb2.Summary.Value()
+                    stripped.CopyFrom(value)  # whatever value field it holds
+                    stripped.ClearField("metadata")
+                    value = stripped
                 entries.append(_entry(value))
             tags.append(tag)
         self._file.write(event_records.event_bytes(walltime, step, b"".join(entries)))
