@@ -24,6 +24,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from torch_visualization import reduce
+
 DEFAULT_MAX_CELLS = (64, 64)
 
 
@@ -78,8 +80,6 @@ def bins(size, out):
 
 def check_heatmap_tensor(tag, tensor):
     """Raises `TypeError`/`ValueError` naming `tag` for what cannot be a heatmap."""
-    from torch_visualization import reduce  # dtype rules live with the reductions
-
     if not isinstance(tensor, torch.Tensor):
         raise TypeError("%r: expected a torch.Tensor, got %s" % (tag, type(tensor).__name__))
     reduce.check_tensor_dtype(tag, tensor)
@@ -182,8 +182,9 @@ class HeatmapPlan:
         with torch.no_grad():
             for indices, rows, cols, out_rows, out_cols in self._groups:
                 if len(indices) == 1:
-                    matrix = tensors[indices[0]].detach().reshape(rows, cols) \
-                        if tensors[indices[0]].dim() != 2 else tensors[indices[0]].detach()
+                    # A view where reshape allows one (a 2-D tensor, even a
+                    # transposed one, stays itself).
+                    matrix = tensors[indices[0]].detach().reshape(rows, cols)
                     pooled = _pool_matrix(matrix, out_rows, out_cols)
                 else:
                     # Members share their whole shape (see __init__).
