@@ -55,7 +55,7 @@ TB_OLDEST_TESTS := \
 TB_OLDEST_DESELECT := \
 	--deselect tests/test_heatmap_encoding.py::test_card_header_shows_the_exact_range
 
-.PHONY: setup setup-tb-oldest browser demo serve test test-python test-tb-oldest test-js benchmark benchmark-gpu proto clean
+.PHONY: setup setup-tb-oldest browser demo serve test test-python test-tb-oldest test-js benchmark benchmark-gpu gpu-check proto clean
 
 setup: $(VENV)/.installed
 
@@ -118,14 +118,20 @@ benchmark: setup
 	$(PY) benchmarks/overhead.py --json benchmarks/overhead.json
 
 # The GPU check, one command (on a machine with CUDA): the CUDA tests, the
-# ResNet-50 overhead against stock logging and a profile of a logging step's
-# host time, each written to benchmarks/gpu/ (and printed).
+# host-side ATen calls of a logging step, the ResNet-50 overhead against
+# stock logging and a profile of a logging step's host time, each written to
+# benchmarks/gpu/ (and printed). `gpu-check` is the same without the venv
+# (a GPU machine's own Python: make gpu-check PY=python3).
 GPU_OUT ?= benchmarks/gpu
 benchmark-gpu: setup
+	$(MAKE) gpu-check PY=$(PY) GPU_OUT=$(GPU_OUT)
+
+gpu-check:
 	mkdir -p $(GPU_OUT)
 	$(PY) -m pytest -q tests/test_watch_cuda.py > $(GPU_OUT)/tests.txt 2>&1; status=$$?; \
 	  cat $(GPU_OUT)/tests.txt; exit $$status
-	$(PY) benchmarks/overhead.py --models resnet50 --repeats 5 \
+	$(PY) benchmarks/host_ops.py --device cuda --json $(GPU_OUT)/host_ops.json
+	$(PY) benchmarks/overhead.py --models resnet50 --repeats 5 --slow-steps 4 \
 	  --modes plain,hist@1,norm@1,gradstats@1,ours@1,ours@10,ours@100 \
 	  --json $(GPU_OUT)/overhead.json > $(GPU_OUT)/overhead.txt 2>&1; status=$$?; \
 	  cat $(GPU_OUT)/overhead.txt; exit $$status

@@ -314,7 +314,7 @@ def combine_output_statistics(module_stats, modules, sequence, device=None):
     max |x| and the sequence statistics of the global batch.
 
     Args:
-      module_stats: `[(module index, sum of squares, min, max, count)]` of
+      module_stats: `[(module index, L2 norm, min, max, count)]` of
         this rank (0-d device tensors and an int).
       modules: Number of stat modules watched.
       sequence: `[sum of entropies, max logit, positions]` of this rank's
@@ -339,8 +339,9 @@ def combine_output_statistics(module_stats, modules, sequence, device=None):
     maxes = torch.full((2 * modules + 1,), float("-inf"), dtype=dtype, device=device)
     if module_stats:
         index = reduce.device_tensor([i for i, *_ in module_stats], device)
-        squares, lows, highs = (torch.stack(list(column)).to(dtype)
-                                for column in list(zip(*module_stats))[1:4])
+        norms, lows, highs = (torch.stack(list(column)).to(dtype)
+                              for column in list(zip(*module_stats))[1:4])
+        squares = norms.square()
         counts = reduce.device_tensor([float(n) for *_, n in module_stats], device, dtype)
         sums[:modules].index_add_(0, index, squares)
         sums[modules:2 * modules].index_add_(0, index, counts)

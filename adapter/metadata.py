@@ -30,8 +30,14 @@ KIND_NAMES = {
     PluginData.SCATTER: "scatter",
     PluginData.CONFUSION: "confusion",
     PluginData.ATTENTION: "attention",
+    PluginData.TOKENS: "tokens",
 }
 KINDS_BY_NAME = {name: kind for kind, name in KIND_NAMES.items()}
+
+# The tokens of a logging step's first example (kind "tokens", a 1-D string
+# tensor per step): watch() writes them beside the attention maps, and the
+# plugin serves them with each attention step.
+TOKENS_TAG = "attention/tokens"
 
 # Scatter tensors carry x, y and the class index of each point.
 SCATTER_COLUMNS = 3
@@ -69,7 +75,8 @@ def create_summary_metadata(
     """Builds the `SummaryMetadata` for one of our values.
 
     Args:
-      kind: One of "heatmap", "pie", "bars", "scatter", "confusion".
+      kind: One of "heatmap", "pie", "bars", "scatter", "confusion",
+        "attention", "tokens".
       labels: Class names (pie, scatter, confusion) or layer names (bars).
       original_shape: Heatmap only: the shape before flattening/reduction.
       reduction: Heatmap only: "none" or "mean_pool".
@@ -164,6 +171,12 @@ def check_values(data, values):
     kind = kind_name(data)
     shape = values.shape
     labels = len(data.labels)
+    if kind == "tokens":
+        # make_ndarray gives DT_STRING tensors as an object array of bytes.
+        if values.ndim != 1 or values.dtype.kind not in "OSU":
+            raise ContentError("tokens tensor of shape %s and dtype %s is not 1-D strings"
+                               % (list(shape), values.dtype))
+        return
     if not (np.issubdtype(values.dtype, np.floating) or np.issubdtype(values.dtype, np.integer)):
         raise ContentError("%s tensor has non-numeric dtype %s" % (kind, values.dtype))
     if kind == "heatmap":
@@ -187,6 +200,20 @@ def check_values(data, values):
             "%s tensor of shape %s disagrees with its metadata (%d labels)"
             % (kind, list(shape), labels)
         )
+
+
+def decode_token_values(values):
+    """The strings of one stored tokens step (`check_values` passed).
+
+    Args:
+      values: The 1-D array `tensor_util.make_ndarray` gives (bytes).
+
+    Returns:
+      A list of str, UTF-8 decoded with errors="replace" (a damaged or
+      foreign log never stops a reader).
+    """
+    return [v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v)
+            for v in np.asarray(values).tolist()]
 
 
 def _scale_exponent(max_abs):

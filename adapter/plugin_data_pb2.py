@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%torch_visualization/plugin_data.proto\x12\x13torch_visualization\"\xf5\x02\n\nPluginData\x12\x0f\n\x07version\x18\x01 \x01(\x05\x12\x32\n\x04kind\x18\x02 \x01(\x0e\x32$.torch_visualization.PluginData.Kind\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12\x16\n\x0eoriginal_shape\x18\x04 \x03(\x03\x12\x11\n\treduction\x18\x05 \x01(\t\x12\x12\n\nstat_names\x18\x06 \x03(\t\x12:\n\x08\x65ncoding\x18\x07 \x01(\x0e\x32(.torch_visualization.PluginData.Encoding\"g\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0b\n\x07HEATMAP\x10\x01\x12\x07\n\x03PIE\x10\x02\x12\x08\n\x04\x42\x41RS\x10\x03\x12\x0b\n\x07SCATTER\x10\x04\x12\r\n\tCONFUSION\x10\x05\x12\r\n\tATTENTION\x10\x06\".\n\x08\x45ncoding\x12\x0b\n\x07\x46LOAT32\x10\x00\x12\x15\n\x11\x46LOAT16_RANGE_ROW\x10\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%torch_visualization/plugin_data.proto\x12\x13torch_visualization\"\x81\x03\n\nPluginData\x12\x0f\n\x07version\x18\x01 \x01(\x05\x12\x32\n\x04kind\x18\x02 \x01(\x0e\x32$.torch_visualization.PluginData.Kind\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12\x16\n\x0eoriginal_shape\x18\x04 \x03(\x03\x12\x11\n\treduction\x18\x05 \x01(\t\x12\x12\n\nstat_names\x18\x06 \x03(\t\x12:\n\x08\x65ncoding\x18\x07 \x01(\x0e\x32(.torch_visualization.PluginData.Encoding\"s\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0b\n\x07HEATMAP\x10\x01\x12\x07\n\x03PIE\x10\x02\x12\x08\n\x04\x42\x41RS\x10\x03\x12\x0b\n\x07SCATTER\x10\x04\x12\r\n\tCONFUSION\x10\x05\x12\r\n\tATTENTION\x10\x06\x12\n\n\x06TOKENS\x10\x07\".\n\x08\x45ncoding\x12\x0b\n\x07\x46LOAT32\x10\x00\x12\x15\n\x11\x46LOAT16_RANGE_ROW\x10\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,9 +32,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'torch_visualization.plugin_
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PLUGINDATA']._serialized_start=63
-  _globals['_PLUGINDATA']._serialized_end=436
+  _globals['_PLUGINDATA']._serialized_end=448
   _globals['_PLUGINDATA_KIND']._serialized_start=285
-  _globals['_PLUGINDATA_KIND']._serialized_end=388
-  _globals['_PLUGINDATA_ENCODING']._serialized_start=390
-  _globals['_PLUGINDATA_ENCODING']._serialized_end=436
+  _globals['_PLUGINDATA_KIND']._serialized_end=400
+  _globals['_PLUGINDATA_ENCODING']._serialized_start=402
+  _globals['_PLUGINDATA_ENCODING']._serialized_end=448
 # @@protoc_insertion_point(module_scope)

@@ -101,6 +101,9 @@ def heatmap_grid(tag, tensor, max_cells=DEFAULT_MAX_CELLS):
       or "mean_pool" (see the module docstring).
     """
     check_heatmap_tensor(tag, tensor)
+    # A grid that needs no pooling is a view of its tensor: keep it out of
+    # autograd (the plan itself skips per-tensor detaches).
+    tensor = tensor.detach()
     plan = HeatmapPlan([tensor], max_cells)
     (flat,) = plan.flat_grids([tensor])
     rows, cols, reduction = plan.shapes[0]
@@ -184,11 +187,11 @@ class HeatmapPlan:
                 if len(indices) == 1:
                     # A view where reshape allows one (a 2-D tensor, even a
                     # transposed one, stays itself).
-                    matrix = tensors[indices[0]].detach().reshape(rows, cols)
+                    matrix = tensors[indices[0]].reshape(rows, cols)
                     pooled = _pool_matrix(matrix, out_rows, out_cols)
                 else:
                     # Members share their whole shape (see __init__).
-                    stacked = torch.stack([tensors[i].detach() for i in indices])
+                    stacked = torch.stack([tensors[i] for i in indices])
                     pooled = _pool_batch(stacked.reshape(-1, rows, cols), out_rows, out_cols)
                 pieces.append(pooled.reshape(-1))
         return pieces

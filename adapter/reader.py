@@ -85,6 +85,9 @@ def read(logdir):
                     if series.kind == "heatmap":
                         # float16 steps come back as float32 [rows, cols].
                         values = metadata.decode_heatmap_values(values)[0]
+                    elif series.kind == "tokens":
+                        # UTF-8 bytes -> str (one per position).
+                        values = np.array(metadata.decode_token_values(values), dtype=object)
                 except (ValueError, TypeError) as e:
                     logger.warning(
                         "skipping run %r tag %r step %d: %s", run, tag, event.step, e

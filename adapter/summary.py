@@ -341,3 +341,50 @@ def attention_summary(tag, weights, *, original_shape, reduction="none", tokens=
             "attention", labels=names, original_shape=original, reduction=reduction
         ),
     )
+
+
+def tokens_summary(tag, tokens):
+    """A tokens value: the text of each input position of one example.
+
+    Unlike labels (frozen per tag in the metadata), tokens live in the
+    tensor, so they may change at every step (a training batch's tokens do).
+
+    Args:
+      tag: The tag (`watch()` writes `metadata.TOKENS_TAG`).
+      tokens: A non-empty sequence of strings, one per position.
+
+    Returns:
+      A `Summary` proto holding one 1-D string tensor (UTF-8).
+
+    Raises:
+      TypeError: `tokens` is a string or holds a non-string.
+      ValueError: no tokens.
+    """
+    if not isinstance(tag, str) or not tag:
+        raise TypeError("tag must be a non-empty string, got %r" % (tag,))
+    if isinstance(tokens, (str, bytes)):
+        raise TypeError("%r: tokens must be a sequence of strings, not one string" % tag)
+    try:
+        texts = list(tokens)
+    except TypeError:
+        raise TypeError("%r: tokens must be a sequence of strings, got %s"
+                        % (tag, type(tokens).__name__)) from None
+    for text in texts:
+        if not isinstance(text, str):
+            raise TypeError("%r: tokens must be strings, got %s" % (tag, type(text).__name__))
+    if not texts:
+        raise ValueError("%r: tokens are empty" % tag)
+    proto = tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_STRING,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(texts))]
+        ),
+        string_val=[text.encode("utf-8") for text in texts],
+    )
+    return summary_pb2.Summary(
+        value=[
+            summary_pb2.Summary.Value(
+                tag=tag, tensor=proto, metadata=metadata.create_summary_metadata("tokens")
+            )
+        ]
+    )

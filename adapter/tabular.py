@@ -20,7 +20,8 @@ def long_rows(kind, labels, stat_names, values):
     """Names every number of one step of a chart.
 
     Args:
-      kind: "heatmap", "pie", "bars", "scatter", "confusion" or "attention".
+      kind: "heatmap", "pie", "bars", "scatter", "confusion", "attention"
+        or "tokens".
       labels: The tag's class or layer names (may be empty).
       stat_names: Bars: names of the stat columns (may be empty).
       values: The step's numpy array (shapes as in docs/http_api.md).
@@ -35,8 +36,14 @@ def long_rows(kind, labels, stat_names, values):
       confusion: index = true class, label = its name, stat = "predicted:"
       + the predicted class's name, value = the count;
       attention: index = flattened (head, query, key), label =
-      "h<head>,<query>,<key>", stat = "value".
+      "h<head>,<query>,<key>", stat = "value";
+      tokens: index = position, label = the token's text, stat = "token",
+      value = NaN (a token is text, not a number).
     """
+    if kind == "tokens":
+        texts = [t.decode("utf-8", errors="replace") if isinstance(t, bytes) else str(t)
+                 for t in np.asarray(values).tolist()]
+        return list(range(len(texts))), texts, ["token"] * len(texts), [float("nan")] * len(texts)
     values = np.asarray(values, dtype=np.float64)
     labels = list(labels)
     if kind == "heatmap":

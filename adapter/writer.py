@@ -114,6 +114,7 @@ class SummaryWriter(_torch_tensorboard.SummaryWriter):
         outputs=None,
         modules=None,
         attention=True,
+        tokens=None,
         max_cells=pooling.DEFAULT_MAX_CELLS,
         start_step=0,
     ):
@@ -145,6 +146,12 @@ class SummaryWriter(_torch_tensorboard.SummaryWriter):
           attention: Capture the attention maps of attention modules
             (`nn.MultiheadAttention`, scaled_dot_product_attention calls in
             modules named "...Attention") and their entropy; False: none.
+          tokens: Token labels for the attention card: a tokenizer (Hugging
+            Face's), a function `ids (list of int) -> list of str`, or a
+            vocabulary (a sequence of strings indexed by id). The input ids
+            of each logging step's first example (`input_ids=`, else the
+            model's first integer tensor argument) are written as text under
+            `attention/tokens`, one string per position.
           max_cells: Largest weight heatmap, an int or `(rows, cols)`.
           start_step: Number of the first step (a resumed run's global step,
             so that the tab's steps line up with its scalars).
@@ -168,6 +175,7 @@ class SummaryWriter(_torch_tensorboard.SummaryWriter):
             outputs=outputs,
             modules=modules,
             attention=attention,
+            tokens=tokens,
             max_cells=max_cells,
             start_step=start_step,
         )

@@ -11,10 +11,15 @@ accelerator path (the kernels CUDA takes), and a dispatch mode counts every
 ATen call of one plain and one watched step.
 
 The count is exact and machine-independent, unlike wall time on a shared
-VM; it is a proxy for host cost, not a GPU measurement.
+VM; it is a proxy for host cost, not a GPU measurement. Calls are split by
+phase: the forward and backward passes (watch()'s forward hooks) and the
+optimizer step (watch()'s parameter side, planned once and replayed: on
+CUDA one graph replay, which is no ATen call, stands for its reductions; on
+the CPU the same reductions run eagerly and are counted). With `--device
+cuda` (part of `make benchmark-gpu`) the count is the one a GPU step makes.
 
 Usage:
-  python benchmarks/host_ops.py [--json PATH]
+  python benchmarks/host_ops.py [--device cuda] [--json PATH]
 """
 
 from __future__ import annotations
@@ -41,62 +46,76 @@ class _CountCalls(TorchDispatchMode):
     def __init__(self):
         super().__init__()
         self.calls = collections.Counter()
+        self.phase = "forward+backward"
+        self.by_phase = collections.Counter()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         self.calls[str(func.overloadpacket)] += 1
+        self.by_phase[self.phase] += 1
         return func(*args, **(kwargs or {}))
 
 
-def count_step_calls(watched):
-    """ATen calls of one training step (the 4th), watched at every step or not."""
+def count_step_calls(watched, device="cpu"):
+    """`(calls by op, calls by phase)` of one training step (the 4th),
+    watched at every step or not."""
     torch.manual_seed(0)
-    model = resnet50(classes=10, width_divisor=16)
+    model = resnet50(classes=10, width_divisor=16).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, foreach=True)
     writer = None
     if watched:
         writer = SummaryWriter(tempfile.mkdtemp(prefix="tv-host-ops-"))
-        writer.watch(model, optimizer, log_every=1)
-    x, y = torch.randn(2, 3, 32, 32), torch.randint(0, 10, (2,))
+        writer.watch(model, optimizer, log_every=1, outputs="classes")
+    x = torch.randn(2, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (2,), device=device)
+    counter = _CountCalls()
 
     def step():
         optimizer.zero_grad()
         F.cross_entropy(model(x), y).backward()
+        counter.phase = "optimizer step"
         optimizer.step()
+        counter.phase = "forward+backward"
 
-    for _ in range(3):  # optimizer state, first events, kept buffers
+    for _ in range(3):  # optimizer state, first events, kept buffers, graph capture
         step()
-    counter = _CountCalls()
     with counter:
         step()
     if writer is not None:
         writer.close()
-    return counter.calls
+    return counter.calls, counter.by_phase
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu", help="cpu (the accelerator path on CPU "
+                        "tensors) or cuda")
     parser.add_argument("--json", default=None, help="write the counts here as JSON")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     previous = watch_reducer.ACCELERATOR_PATH_ON_CPU
-    watch_reducer.ACCELERATOR_PATH_ON_CPU = True
+    watch_reducer.ACCELERATOR_PATH_ON_CPU = args.device == "cpu"
     try:
-        plain = count_step_calls(False)
-        watched = count_step_calls(True)
+        plain, plain_phases = count_step_calls(False, args.device)
+        watched, watched_phases = count_step_calls(True, args.device)
     finally:
         watch_reducer.ACCELERATOR_PATH_ON_CPU = previous
     added = collections.Counter(watched)
     added.subtract(plain)
+    phases = {phase: watched_phases[phase] - plain_phases[phase]
+              for phase in ("forward+backward", "optimizer step")}
     report = {
         "torch": torch.__version__,
+        "device": args.device,
         "plain_step_calls": sum(plain.values()),
         "watched_step_calls": sum(watched.values()),
         "added_calls": sum(watched.values()) - sum(plain.values()),
+        "added_by_phase": phases,
         "added_by_op": dict(added.most_common()),
     }
-    print("ResNet-50-shaped model (161 parameters), accelerator path, one step:")
+    print("ResNet-50-shaped model (161 parameters), accelerator path on %s, one step:" % args.device)
     print("  plain step:   %d ATen calls" % report["plain_step_calls"])
     print("  logging step: %d ATen calls (+%d)" % (report["watched_step_calls"], report["added_calls"]))
+    print("  added, by phase: " + ", ".join("%s %+d" % item for item in phases.items()))
     print("  added, by op: " + ", ".join("%s %d" % item for item in added.most_common(8)))
     if args.json:
         with open(args.json, "w") as handle:

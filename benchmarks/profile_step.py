@@ -62,6 +62,17 @@ def _totals(prof, steps):
     return out
 
 
+def _largest_additions(base, watched, column, top):
+    """Report lines: the ops whose time (`column` of `_totals`) grew most."""
+    added = sorted(
+        ((watched[key][column] - base.get(key, (0, 0, 0))[column],
+          watched[key][0] - base.get(key, (0, 0, 0))[0], key) for key in watched),
+        reverse=True,
+    )
+    return ["  %-48s %9.1f µs  %7.1f calls" % (key[:48], micros, calls)
+            for micros, calls, key in added[:top]]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="resnet50", help="mlp, cnn, gpt or resnet50")
@@ -91,14 +102,10 @@ def main(argv=None):
     if workload.device.type == "cuda":
         lines.append("device kernel ms/step: plain %.2f, watched %.2f (+%.2f)"
                      % (device[0], device[1], device[1] - device[0]))
-    added = sorted(
-        ((watched[key][1] - base.get(key, (0, 0, 0))[1], watched[key][0] - base.get(key, (0, 0, 0))[0], key)
-         for key in watched),
-        reverse=True,
-    )
-    lines.append("ops watch() adds, by host µs/step (calls/step):")
-    for micros, calls, key in added[: args.top]:
-        lines.append("  %-48s %9.1f µs  %7.1f calls" % (key[:48], micros, calls))
+    columns = [("host", 1)] + ([("device", 2)] if workload.device.type == "cuda" else [])
+    for what, column in columns:
+        lines.append("ops watch() adds, by %s µs/step (calls/step):" % what)
+        lines += _largest_additions(base, watched, column, args.top)
     report = "\n".join(lines)
     print(report)
     if args.out:

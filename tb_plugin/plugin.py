@@ -209,24 +209,41 @@ class TorchVisualizationPlugin(base_plugin.TBPlugin):
             )
         datum, values = by_step[step]
         body = _describe(data)
+        texts = body["kind"] == "tokens"
         body.update(
             run=run,
             tag=tag,
             step=step,
             wall_time=datum.wall_time,
             shape=list(values.shape),
-            values=encoding.encode_array(values),
-            nonfinite=int(values.size - np.count_nonzero(np.isfinite(values))),
+            values=list(values) if texts else encoding.encode_array(values),
+            nonfinite=0 if texts else int(values.size - np.count_nonzero(np.isfinite(values))),
             steps=steps,
             sample_limit=self._sample_limit,
             sampled=self._sampled(steps),
         )
+        if body["kind"] == "attention":
+            # The step's own tokens (they change every step, so they are a
+            # tag of their own, not the attention tag's frozen labels).
+            body["tokens"] = self._tokens_at(ctx, experiment_id, run, step)
         if body["kind"] == "heatmap":
             # Exact even where the cells were stored as float16: the stored
             # step (datum.numpy) carries the float32 range in its last row.
             value_range = metadata.decode_heatmap_values(datum.numpy)[1]
             body["range"] = None if value_range is None else list(value_range)
         return body
+
+    def _tokens_at(self, ctx, experiment_id, run, step):
+        """The `attention/tokens` texts of `run` at `step`, or None when the
+        run has none there (or they cannot be read: the map still shows)."""
+        try:
+            data, by_step = self._read_steps(ctx, experiment_id, run, metadata.TOKENS_TAG)
+        except errors.NotFoundError:
+            return None
+        if metadata.kind_name(data) != "tokens":
+            return None  # the user's own chart under that tag name
+        found = by_step.get(step)
+        return None if found is None else list(found[1])
 
     def series_impl(self, ctx, experiment_id, run, tag):
         """Every step of one chart, for the over-time view.
@@ -359,6 +376,9 @@ class TorchVisualizationPlugin(base_plugin.TBPlugin):
                 if kind == "heatmap":
                     # float16 steps become float32 [rows, cols] here, once.
                     values = metadata.decode_heatmap_values(values)[0]
+                elif kind == "tokens":
+                    # UTF-8 bytes -> str, once (errors="replace": never a 500).
+                    values = np.array(metadata.decode_token_values(values), dtype=object)
             except metadata.ContentError as e:
                 self._warn_once((run, tag, datum.step), "skipping run %r tag %r step %d: %s", run, tag, datum.step, e)
                 continue

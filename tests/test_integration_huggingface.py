@@ -170,6 +170,75 @@ def test_gpt2_from_a_config_logs_attention_and_sequence_outputs(tmp_path, implem
     assert "weights/lm_head.weight" not in tags  # tied to the token embedding
 
 
+def _tiny_tokenizer():
+    """A byte-level BPE tokenizer trained here, offline (no downloads)."""
+    tokenizers = pytest.importorskip("tokenizers")
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = tokenizers.Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(["the cat sat on the mat. a dog ran home"] * 20, trainers.BpeTrainer(
+        vocab_size=280, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=["<eos>"]))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>")
+
+
+class _Text(torch.utils.data.Dataset):
+    def __init__(self, tokenizer, length=10):
+        lines = ["the cat sat on the mat and the dog ran home", "a dog sat on a cat at home today",
+                 "the mat ran home on a dog and a cat", "home is the cat that sat on the mat"]
+        self.ids = [torch.tensor(tokenizer.encode(line)[:length]) for line in lines] * 2
+        assert all(len(ids) == length for ids in self.ids)
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        return {"input_ids": self.ids[i], "labels": self.ids[i]}
+
+
+def test_gpt2_with_the_trainers_tokenizer_logs_tokens_per_step(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tokenizer = _tiny_tokenizer()
+    config = GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=len(tokenizer), n_positions=16,
+                        bos_token_id=0, eos_token_id=0)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel._from_config(config, attn_implementation="sdpa")
+    seen = []  # the first example's ids of every forward (one per step here)
+    model.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["input_ids"][0].tolist()), with_kwargs=True)
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "out"), max_steps=3, per_device_train_batch_size=2,
+        logging_steps=1, report_to="none", save_strategy="no", use_cpu=True, disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    Trainer(model=model, args=args, train_dataset=_Text(tokenizer), processing_class=tokenizer,
+            callbacks=[TorchVisualizationCallback()]).train()
+    (tags,) = read(str(tmp_path / "out" / "runs")).values()
+    series = tags["attention/tokens"]
+    assert series.steps == [0, 1, 2] and len(seen) == 3
+    want = [[tokenizer.decode([i]) for i in ids] for ids in seen]
+    assert [list(v) for v in series.values] == want
+    assert len({tuple(w) for w in want}) > 1  # the batches differ, so do the tokens
+    assert any(t.startswith(" ") for t in want[0])  # byte-level spaces made readable
+
+
+def test_tokenizer_of():
+    from torch_visualization.integrations.huggingface import tokenizer_of
+
+    tokenizer = _tiny_tokenizer()
+    assert tokenizer_of(tokenizer) is tokenizer
+
+    class Processor:  # a multimodal processor holds its tokenizer
+        def __init__(self):
+            self.tokenizer = tokenizer
+
+    assert tokenizer_of(Processor()) is tokenizer
+    assert tokenizer_of(object()) is None and tokenizer_of(None) is None
+
+
 def test_class_names_of():
     assert class_names_of(_model()) == ["neg", "neu", "pos"]
     regression = _model()

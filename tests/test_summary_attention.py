@@ -196,3 +196,164 @@ def test_plugin_serves_attention_rustboard(attention_logdir):
     with tensorboard_server(logdir, "--load_fast=true") as server:
         server.wait_for_tags(["run"])
         check_served(lambda path: http_get(server.url + path), expected)
+
+
+# ---------------------------------------------------------------- tokens --
+
+WORDS = ["<s>", "The", " cat", " sat", " on", " the", " mat", ".", "\n", " naïve", "日本"]
+
+
+def test_tokens_builder_writes_a_string_tensor_per_step():
+    value = only_value(summary.tokens_summary(metadata.TOKENS_TAG, WORDS))
+    assert value.tag == "attention/tokens"
+    assert value.tensor.dtype == types_pb2.DT_STRING
+    assert value.metadata.data_class == summary_pb2.DATA_CLASS_TENSOR
+    data = metadata.parse_plugin_data(value.metadata.plugin_data.content)
+    assert metadata.kind_name(data) == "tokens" and data.kind == metadata.PluginData.TOKENS
+    assert list(data.labels) == []  # tokens change per step: never frozen labels
+    stored = tensor_util.make_ndarray(value.tensor)
+    metadata.check_values(data, stored)
+    assert metadata.decode_token_values(stored) == WORDS
+
+
+@pytest.mark.parametrize(
+    "tokens, error, words",
+    [
+        ("the cat", TypeError, "not one string"),
+        (["a", 3], TypeError, "must be strings"),
+        ([], ValueError, "empty"),
+        (7, TypeError, "sequence of strings"),
+    ],
+)
+def test_tokens_builder_bad_input_names_the_tag(tokens, error, words):
+    with pytest.raises(error, match=words) as info:
+        summary.tokens_summary("attention/tokens", tokens)
+    assert "attention/tokens" in str(info.value)
+
+
+def test_tokens_check_refuses_numbers_and_2d():
+    data = metadata.parse_plugin_data(metadata.create_summary_metadata("tokens").plugin_data.content)
+    with pytest.raises(metadata.ContentError):
+        metadata.check_values(data, np.zeros(3))
+    with pytest.raises(metadata.ContentError):
+        metadata.check_values(data, np.array([[b"a"]], dtype=object))
+    assert metadata.decode_token_values(np.array([b"\xff\xfeok", b"x"], dtype=object)) == ["\ufffd\ufffdok", "x"]
+
+
+def _token_model(vocab):
+    """An embedding, one MultiheadAttention, a head: what watch() labels
+    (torch imported here: the builder tests above need none)."""
+    import torch.nn as nn
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(vocab, 16)
+            self.attn = nn.MultiheadAttention(16, 2, batch_first=True)
+            self.head = nn.Linear(16, vocab)
+
+        def forward(self, ids):
+            x = self.emb(ids)
+            y, _ = self.attn(x, x, x, need_weights=False)
+            return self.head(y)
+
+    return Model()
+
+
+@pytest.fixture(scope="module")
+def tokens_logdir(tmp_path_factory):
+    """run "watched": watch(tokens=vocabulary) over 3 logging steps of
+    different inputs; run "raw": a tokens step holding bytes that are not
+    UTF-8, and one attention step without tokens."""
+    import torch
+    from torch.utils.tensorboard import SummaryWriter as TorchWriter
+
+    from torch_visualization import SummaryWriter
+
+    logdir = tmp_path_factory.mktemp("tokens")
+    torch.manual_seed(0)
+    model = _token_model(len(WORDS))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    writer = SummaryWriter(str(logdir / "watched"))
+    writer.watch(model, optimizer, log_every=1, tokens=WORDS, outputs="none")
+    expected = {}
+    for step in range(3):
+        ids = torch.randint(0, len(WORDS), (2, 6 + step))
+        expected[step] = [WORDS[i] for i in ids[0].tolist()]
+        optimizer.zero_grad()
+        model(ids).pow(2).mean().backward()
+        optimizer.step()
+    writer.close()
+
+    raw = TorchWriter(str(logdir / "raw"))
+    maps = causal_maps(1, 3)
+    raw.file_writer.add_summary(summary.attention_summary("attention/a", maps, original_shape=(1, 3, 3)), 0)
+    raw.file_writer.add_summary(summary.attention_summary("attention/a", maps, original_shape=(1, 3, 3)), 1)
+    bad = summary.tokens_summary(metadata.TOKENS_TAG, ["x", "y", "z"])
+    del bad.value[0].tensor.string_val[:]
+    bad.value[0].tensor.string_val.extend([b"\xff\xfe", b"ok", b"\xc3\xa9"])
+    raw.file_writer.add_summary(bad, 0)
+    raw.close()
+    # A user's own bars under the tokens tag name are not taken for tokens.
+    foreign = TorchWriter(str(logdir / "foreign"))
+    foreign.file_writer.add_summary(summary.attention_summary("attention/a", maps, original_shape=(1, 3, 3)), 0)
+    foreign.file_writer.add_summary(summary.bars_summary(metadata.TOKENS_TAG, [1.0, 2.0, 3.0]), 0)
+    foreign.close()
+    return logdir, expected
+
+
+def check_tokens_served(get, expected):
+    status, body = get(PREFIX + "/tags")
+    assert status == 200, body
+    runs = json.loads(body)["runs"]
+    assert runs["watched"]["attention/tokens"]["kind"] == "tokens"
+    assert runs["watched"]["attention/tokens"]["labels"] == []
+    for step, words in expected.items():
+        status, body = get(url("/data", run="watched", tag="attention/tokens", step=step))
+        assert status == 200, body
+        data = json.loads(body)
+        assert data["kind"] == "tokens" and data["values"] == words
+        assert data["shape"] == [len(words)] and data["nonfinite"] == 0 and data["steps"] == [0, 1, 2]
+        # The attention step carries the tokens of its own step.
+        status, body = get(url("/data", run="watched", tag="attention/attn", step=step))
+        assert status == 200, body
+        data = json.loads(body)
+        assert data["tokens"] == words
+        assert data["shape"] == [2, len(words), len(words)]
+    assert expected[0] != expected[2]
+    # Not UTF-8: replaced, never a 500; a step without tokens says null.
+    status, body = get(url("/data", run="raw", tag="attention/tokens", step=0))
+    assert status == 200, body
+    assert json.loads(body)["values"] == ["\ufffd\ufffd", "ok", "é"]
+    assert json.loads(get(url("/data", run="raw", tag="attention/a", step=0))[1])["tokens"] == ["\ufffd\ufffd", "ok", "é"]
+    assert json.loads(get(url("/data", run="raw", tag="attention/a", step=1))[1])["tokens"] is None
+    assert json.loads(get(url("/data", run="foreign", tag="attention/a", step=0))[1])["tokens"] is None
+    # Bad queries: typed errors.
+    assert get(url("/data", run="watched", tag="attention/tokens", step=9))[0] == 404
+    assert get(url("/data", run="watched", tag="attention/tokens", step="x"))[0] == 400
+    assert get(url("/data", run="nope", tag="attention/tokens"))[0] == 404
+    status, body = get(url("/series", run="watched", tag="attention/tokens"))
+    assert status == 400 and b"tokens" in body, body
+    status, body = get(url("/csv", run="watched", tag="attention/tokens"))
+    assert status == 200, body
+    rows = list(csv.DictReader(io.StringIO(body.decode("utf-8"))))
+    assert [r["label"] for r in rows if r["step"] == "1"] == expected[1]
+    assert {r["stat"] for r in rows} == {"token"} and {r["value"] for r in rows} == {"NaN"}
+
+
+def test_plugin_serves_tokens_python_loader(tokens_logdir):
+    logdir, expected = tokens_logdir
+    client = Client(make_wsgi_app(logdir))
+
+    def get(path):
+        response = client.get(path)
+        return response.status_code, response.get_data()
+
+    check_tokens_served(get, expected)
+
+
+def test_plugin_serves_tokens_rustboard(tokens_logdir):
+    logdir, expected = tokens_logdir
+    with tensorboard_server(logdir, "--load_fast=true") as server:
+        server.wait_for_tags(["watched", "raw", "foreign"])
+        check_tokens_served(lambda path: http_get(server.url + path), expected)

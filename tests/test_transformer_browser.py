@@ -274,11 +274,13 @@ def test_attention_card_draws_every_head_and_hover_names_tokens(server, transfor
               const geom = await import('./attentiongeom.js');
               const c = document.querySelector(canvasSel);
               const dpr = c.width / c.clientWidth;
-              const layout = geom.attentionLayout(%d, %d, %d, c.clientWidth - 2);
+              // Axis labels (when cells are tall enough) take a band on the left.
+              const band = Number(c.dataset.labelBand || 0);
+              const layout = geom.attentionLayout(%d, %d, %d, c.clientWidth - 2 - band);
               const ctx = c.getContext('2d');
               return layout.panels.map((p) => {
                 const q = Math.floor(%d * 0.75), k = Math.floor(%d * 0.25);
-                const x = 2 + p.x + (k + 0.5) * layout.cell, y = 2 + p.y + (q + 0.5) * layout.cell;
+                const x = 2 + band + p.x + (k + 0.5) * layout.cell, y = 2 + p.y + (q + 0.5) * layout.cell;
                 const pixel = ctx.getImageData(Math.floor(x * dpr), Math.floor(y * dpr), 1, 1).data;
                 return {head: p.head, q, k, rgb: Array.from(pixel).slice(0, 3)};
               });
@@ -293,13 +295,14 @@ def test_attention_card_draws_every_head_and_hover_names_tokens(server, transfor
         # Hover: head 5, query 9, key 3.
         box = canvas.bounding_box()
         q, k = 9, 3
+        band = float(canvas.get_attribute("data-label-band"))
         layout_cell = frame.evaluate(
             """async (w) => (await import('./attentiongeom.js')).attentionLayout(%d, %d, %d, w - 2)""" % (HEADS, SEQ, SEQ),
-            canvas.evaluate("c => c.clientWidth"),
+            canvas.evaluate("c => c.clientWidth") - band,
         )
         panel = layout_cell["panels"][5]
         cell = layout_cell["cell"]
-        page.mouse.move(box["x"] + 2 + panel["x"] + (k + 0.5) * cell, box["y"] + 2 + panel["y"] + (q + 0.5) * cell)
+        page.mouse.move(box["x"] + 2 + band + panel["x"] + (k + 0.5) * cell, box["y"] + 2 + panel["y"] + (q + 0.5) * cell)
         text = tooltip_text(frame)
         lines = text.splitlines()
         assert lines[0] == "head 5", text

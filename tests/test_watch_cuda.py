@@ -118,3 +118,44 @@ def test_a_logging_step_never_waits_for_the_device(tmp_path):
     for tag in ("gradients/norm", "gradients/nonfinite", "updates/ratio",
                 "activations/zero_fraction", "outputs/classes", "weights/0.weight"):
         assert got[tag].steps == [0, 1, 2], tag
+
+
+def test_the_parameter_side_is_replayed_from_one_cuda_graph(tmp_path):
+    """The first logging step runs the reductions eagerly, the second
+    captures them, every later one replays the graph: same values as the
+    hand computations."""
+    handle, got = run_watched(str(tmp_path / "run"), steps=5, log_every=1, device=CUDA,
+                              class_names=CLASSES)
+    replay = handle._reducer.replay
+    assert replay is not None and replay.runs == 5
+    assert replay.replays == 4  # steps 1 (captured there) to 4
+    assert_logged_equals(got, reference(steps=5, log_every=1, device=CUDA))
+
+
+def test_a_moved_parameter_is_captured_again(tmp_path, monkeypatch):
+    """A parameter whose storage changes (param.data = ...) is read where it
+    now lies: the graph is captured again, and the values equal those of
+    the eager reductions."""
+    from torch_visualization.watch import reducer as watch_reducer
+
+    results = []
+    for graphs in (True, False):
+        monkeypatch.setattr(watch_reducer, "REPLAY_GRAPHS", graphs)
+        model = make_model(CUDA)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        writer = SummaryWriter(str(tmp_path / ("graphs" if graphs else "eager")))
+        handle = writer.watch(model, optimizer, log_every=1, class_names=CLASSES)
+        batches = make_batches(6, CUDA)
+        train(model, optimizer, batches[:3])
+        with torch.no_grad():
+            model[0].weight.data = model[0].weight.data.clone()
+        train(model, optimizer, batches[3:])
+        writer.close()
+        results.append((handle._reducer.replay.replays, read(str(tmp_path))[
+            "graphs" if graphs else "eager"]))
+    (replayed, got), (eager_replays, want) = results
+    assert eager_replays == 0
+    assert replayed == 4  # steps 1, 2, then (eager at 3) 4 and 5
+    for tag in want:
+        for a, b in zip(got[tag].values, want[tag].values):
+            np.testing.assert_array_equal(a, b, err_msg=tag)

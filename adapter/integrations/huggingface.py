@@ -20,7 +20,10 @@ At `on_train_begin` it calls `writer.watch(model, optimizer, ...)` with the
 Trainer's optimizer (unwrapped from Accelerate's wrapper), logging every
 `args.logging_steps` optimizer steps (gradient accumulation respected), and,
 for sequence classification, the `outputs/classes` pie labelled with the
-model's `config.id2label`.
+model's `config.id2label`, and with the Trainer's tokenizer (its
+`processing_class`, or the tokenizer inside a multimodal processor) as the
+token labels of the attention card (`tokens=`: each logging step writes the
+first example's tokens under `attention/tokens`).
 """
 
 from __future__ import annotations
@@ -69,6 +72,17 @@ def _outputs_logits(model):
     models (logits over the vocabulary) and classifiers."""
     name = type(model).__name__
     return any(part in name for part in ("LMHead", "CausalLM", "MaskedLM", "Classification"))
+
+
+def tokenizer_of(processing_class):
+    """The tokenizer among what a Trainer was given, or None: the
+    `processing_class` (or the older `tokenizer`) itself when it turns ids
+    into text, else a processor's `.tokenizer` (image processors have none)."""
+    for candidate in (processing_class, getattr(processing_class, "tokenizer", None)):
+        if candidate is not None and (hasattr(candidate, "convert_ids_to_tokens")
+                                      or hasattr(candidate, "decode")):
+            return candidate
+    return None
 
 
 def _unwrap_optimizer(optimizer):
@@ -149,6 +163,10 @@ class TorchVisualizationCallback(_TensorBoardCallback):
             # line with the Trainer's scalars.
             start_step=state.global_step,
         )
+        tokenizer = tokenizer_of(kwargs.get("processing_class") or kwargs.get("tokenizer"))
+        if tokenizer is not None and self.watch_kwargs.get("attention", True):
+            # Ids are decoded into text on the writer thread (tokens.py).
+            options["tokens"] = tokenizer
         options.update(self.watch_kwargs)
         if state.is_world_process_zero:
             self._handle = self.tb_writer.watch(model, optimizer, **options)

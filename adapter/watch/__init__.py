@@ -27,6 +27,8 @@ Every `log_every` counted steps it logs (tags are part of the contract):
 - `attention/<module>`: per-head attention maps of the first example
   (attention kind, pooled to at most 64x64), and `attention/entropy`: bars,
   mean entropy per head (labels `<module>/head<k>`), see attention.py;
+- `attention/tokens` (with `tokens=`): the text of that example's input ids,
+  one string per position (tokens kind), see tokens.py;
 - `outputs/classes`: pie, the mean softmax of a `[batch, classes]` or
   `[batch, seq, classes]` model output (or of its `"logits"` entry, as in
   Hugging Face's `ModelOutput`), when the output is known to be class scores:
@@ -47,6 +49,8 @@ The parts, along the data path (ARCHITECTURE.md):
 - `reducer.py`: the device work of a logging step, into named segments;
 - `packet.py`: the named segments of one buffer, one copy to the host;
 - `decode.py`: a packet back into tagged values, on the writer thread;
+- `tokens.py`: `tokens=`, the first example's input ids per logging step
+  (device segment), made text on the writer thread;
 - the writer's `EventSink` (sink.py): metadata once, background writes.
 
 `torch.compile`: hooks inside a compiled region do nothing
@@ -84,6 +88,7 @@ from torch_visualization import distributed, pooling
 from torch_visualization.watch import handle as handles
 from torch_visualization.watch import plan as plans
 from torch_visualization.watch import reducer as reducers
+from torch_visualization.watch import tokens as token_labels
 from torch_visualization.watch.handle import Watch
 from torch_visualization.watch.plan import ACTIVATION_TYPES
 
@@ -141,6 +146,7 @@ def watch(
     outputs=None,
     modules=None,
     attention=True,
+    tokens=None,
     max_cells=pooling.DEFAULT_MAX_CELLS,
     start_step=0,
 ):
@@ -162,6 +168,11 @@ def watch(
       modules: Names of more modules (as in `model.named_modules()`) whose
         outputs' rms and max |x| are logged.
       attention: Capture attention maps and their entropy (False: none).
+      tokens: Token labels of the attention maps: a tokenizer (Hugging
+        Face's), a function `ids (list of int) -> list of str`, or a
+        vocabulary (a sequence of strings indexed by id). Each logging step
+        then writes `attention/tokens`, the text of the first example's
+        input ids (see tokens.py).
       max_cells: Largest weight heatmap, an int or `(rows, cols)`.
       start_step: The first step's number: a resumed run passes its global
         step so that the tab's steps line up with its scalars.
@@ -182,12 +193,14 @@ def watch(
         model, optimizer, log_every, class_names, outputs, start_step
     )
     max_cells = pooling.parse_max_cells(max_cells)
+    token_text = token_labels.check_tokens(tokens, attention)
     inner = _unwrap(model)
     _refuse_fsdp1(model)
     plan, named, grad_named, measured = plans.build(
         inner, optimizers, class_names=names, outputs=outputs, max_cells=max_cells,
         modules=plans.check_modules(inner, modules), attention_maps=bool(attention),
     )
+    plan.tokens = token_labels.for_plan(token_text, plan)
     writes = not _inactive_rank()
     if writes and writer is None:
         raise TypeError("watch: writer is None (only distributed ranks != 0 may pass None)")

@@ -6,7 +6,8 @@ other hook here measures only inside a measured one (so the recomputation of
 activation checkpointing, which runs during backward, is not counted twice,
 and a frozen eval-mode backbone inside a training model is measured):
 
-- activation modules: nonzero counts (`activations/zero_fraction`);
+- activation modules: nonzero counts (`activations/zero_fraction`), and
+  ReLU-family functions called in a forward (`F.relu`: functional.py);
 - stat modules (the blocks of the model's ModuleList/Sequential stacks, the
   activation modules, and `modules=` named by the user): sum of squares,
   element count and max |x| of the output (`activations/rms`, `/max_abs`);
@@ -24,8 +25,9 @@ import warnings
 import torch
 
 from torch_visualization import reduce
-from torch_visualization.watch import attention
+from torch_visualization.watch import attention, functional
 from torch_visualization.watch import plan as plans
+from torch_visualization.watch import tokens
 
 
 # Largest softmax a logging step materialises at once (see add_class_scores).
@@ -46,17 +48,25 @@ def count_activation(state, index, output):
 
 
 def add_module_stats(state, index, output):
-    """Sum of squares and the extremes of a module's output (residual
-    stream): a BLAS dot and one min/max pass (a max-|x| norm kernel costs
-    ~10x more on the CPU)."""
+    """L2 norm and the extremes (or max |x|) of a module's output (residual
+    stream), in two reductions over the tensor as it lies: a channels-last activation
+    reshaped to 1-D would first be copied whole (on a GPU that copy cost
+    more than the statistics). A contiguous float32 CPU tensor takes a BLAS
+    dot (about twice as fast there as the generic norm kernel)."""
     with torch.no_grad():
-        flat = output.detach().reshape(-1)
-        if flat.dtype == torch.float32:
-            square = torch.dot(flat, flat)
+        if output.dtype == torch.float32 and output.device.type == "cpu" and output.is_contiguous():
+            flat = output.view(-1)
+            norm = torch.dot(flat, flat).sqrt_()
         else:
-            square = torch.linalg.vector_norm(flat, 2, dtype=torch.float32).square()
-        low, high = torch.aminmax(flat)
-    state.module_stats.append((index, square, low, high, flat.numel()))
+            norm = torch.linalg.vector_norm(output, 2, dtype=torch.float32)
+        if output.device.type == "cpu":
+            low, high = torch.aminmax(output)  # vectorised; an inf-norm is ~10x slower here
+        else:
+            # aminmax copies a channels-last tensor first; the inf-norm reads
+            # it in place. max(-low, high), all that is read of the pair, is
+            # max|x| either way.
+            low = high = torch.linalg.vector_norm(output, float("inf"), dtype=torch.float32)
+    state.module_stats.append((index, norm, low, high, output.numel()))
 
 
 def add_attention(state, index, maps):
@@ -126,7 +136,8 @@ class ForwardCapture:
       model: The module as passed to `watch()` (its forward is what counts).
       plan: The watch's `WatchPlan`.
       modules: `{"activations": [...], "stats": [...], "attention": [...]}`
-        modules in the plan's label order.
+        modules in the plan's label order, and `"named"`: every `(name,
+        module)` (functional ReLU calls are looked for in them).
       state: Returns the open window's `StepState` (None outside a window).
       outputs_on_end: Measure the model's output when its forward ends (with
         an optimizer; without one the step-counting hook does it).
@@ -146,6 +157,9 @@ class ForwardCapture:
         self._mode_owner = None  # attention stack depth whose module entered the mode
         self._outputs_on_end = outputs_on_end
         self._guarded = guarded
+        self._functional = functional.FunctionalCapture(
+            modules.get("named", ()), plan.functional, modules["activations"],
+            len(plan.activation_names), self._measuring, self._count_functional)
         self.class_width = None
         self._class_off = not plan.classes
         self._classes_told = False
@@ -169,11 +183,17 @@ class ForwardCapture:
         for index, module in enumerate(self._modules["attention"]):
             add(module.register_forward_pre_hook(self._attention_start(index, module), with_kwargs=True))
             add(module.register_forward_hook(self._attention_end, always_call=True))
+        if self._plan.tokens is not None and self._modules["attention"]:
+            # After _on_model_start (hooks run in order): it says whether
+            # this forward is measured.
+            add(self._model.register_forward_pre_hook(self._on_model_tokens, with_kwargs=True))
+        self._functional.arm()  # last: its pre-hooks run after those above
 
     def disarm(self):
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        self._functional.disarm()
 
     def _measuring(self):
         return bool(self._forwards) and self._forwards[-1] and not _compiling()
@@ -183,6 +203,12 @@ class ForwardCapture:
     def _on_model_start(self, module, inputs):
         measured = not _compiling() and module.training and self._state() is not None
         self._forwards.append(measured)
+
+    def _on_model_tokens(self, module, args, kwargs):
+        """The first measured forward's token ids (tokens.py), once a step."""
+        state = self._state()
+        if state is not None and state.tokens is None and self._forwards and self._forwards[-1]:
+            self._guarded(tokens.take_ids, state, args, kwargs)
 
     def _on_model_end(self, module, inputs, output):
         measured = self._forwards.pop() if self._forwards else False
@@ -200,6 +226,13 @@ class ForwardCapture:
                 self._guarded(count_activation, state, index, output)
 
         return hook
+
+    def _count_functional(self, index, output):
+        """Zeros of a functional ReLU call (functional.py), counted as those
+        of activation module `index`."""
+        state = self._state()
+        if state is not None:
+            self._guarded(count_activation, state, index, output)
 
     def _stat_hook(self, index):
         def hook(module, inputs, output):

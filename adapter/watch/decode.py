@@ -13,7 +13,9 @@ import warnings
 import numpy as np
 
 from torch_visualization import metadata, reduce, sink, summary
+from torch_visualization.watch import functional
 from torch_visualization.watch import plan as plans
+from torch_visualization.watch import tokens
 
 # Names shown in the non-finite warning.
 _WARN_NAMES = 5
@@ -29,6 +31,9 @@ class Memory:
         the first packet with attention (the labels of `attention/entropy`).
       pie_classes: The class indices of a big output's pie (the most likely
         ones at the first logging step), fixed then.
+      zero_fraction: `(labels, slots)` of `activations/zero_fraction`
+        (activation modules and functional ReLU calls), fixed at its first
+        packet.
       freeze: Called as `freeze(tag, kind, labels)` when labels get fixed
         after `watch()` started (or None).
     """
@@ -36,6 +41,7 @@ class Memory:
     warned: set = dataclasses.field(default_factory=set)
     entropy_heads: dict = None
     pie_classes: list = None
+    zero_fraction: tuple = None
     freeze: object = None
 
 
@@ -71,17 +77,20 @@ def step_values(packet, array, plan, memory=None):
                     {"labels": plan.update_names}))
     if packet.activation_entries:
         counts = packet.segment("activations", array)
-        nonzero, total = np.zeros((2, len(plan.activation_names)))
+        labels, slots = zero_fraction_layout(plan, memory)
+        nonzero, total = np.zeros((2, len(labels)))
         for (index, numel), value in zip(packet.activation_entries, counts):
-            nonzero[index] += value
-            total[index] += numel
+            if index < len(slots):  # functional sites found after the labels were fixed: none
+                nonzero[slots[index]] += value
+                total[slots[index]] += numel
         with np.errstate(divide="ignore", invalid="ignore"):
             fraction = np.where(total > 0, 1.0 - nonzero / total, np.nan)
-        out.append((plans.TAG_ZERO_FRACTION, "bars", fraction, {"labels": plan.activation_names}))
+        out.append((plans.TAG_ZERO_FRACTION, "bars", fraction, {"labels": labels}))
     if packet.module_entries:
         out += module_values(packet, array, plan)
     if packet.attention_entries:
         out += attention_values(packet, array, plan, memory)
+    out += tokens.token_values(packet, array, plan.tokens)
     if packet.class_samples:
         shares = packet.segment("classes", array).astype(np.float64) / packet.class_samples
         out.append(pie_value(shares, plan, memory))
@@ -120,6 +129,18 @@ def module_values(packet, array, plan):
         rms = np.where(numels > 0, np.sqrt(squares / numels), np.nan)
     labels = {"labels": plan.stat_names}
     return [(plans.TAG_RMS, "bars", rms, labels), (plans.TAG_MAX_ABS, "bars", top, labels)]
+
+
+def zero_fraction_layout(plan, memory):
+    """`(labels, slots)` of `activations/zero_fraction`, fixed (and the tag
+    claimed) at its first packet: the functional call sites are known once
+    the first measured forward has ended (functional.py)."""
+    if memory.zero_fraction is None:
+        layout = functional.zero_fraction_layout(plan.activation_names, plan.functional)
+        if memory.freeze is not None:
+            memory.freeze(plans.TAG_ZERO_FRACTION, "bars", tuple(layout[0]))
+        memory.zero_fraction = layout
+    return memory.zero_fraction
 
 
 def attention_values(packet, array, plan, memory):
@@ -229,6 +250,8 @@ def first_value(tag, kind, values, extra):
         proto = summary.attention_summary(
             tag, values, original_shape=extra["original_shape"], reduction=extra["reduction"]
         )
+    elif kind == "tokens":
+        proto = summary.tokens_summary(tag, values)
     elif kind == "pie":
         proto = summary.pie_summary(tag, values, class_names=extra["class_names"] or None)
     else:
@@ -245,6 +268,9 @@ def event_values(packet, plan, memory):
         warn_nonfinite(plan, memory.warned, packet.step, values)
     out = []
     for tag, kind, data, extra in values:
+        if kind == "tokens":  # strings: a whole value each step (the sink drops its metadata)
+            out.append(first_value(tag, kind, data, extra))
+            continue
         if kind == "heatmap":
             stored = metadata.encode_heatmap_grid(np.ascontiguousarray(data, dtype=np.float32))
         elif kind == "attention":

@@ -219,9 +219,7 @@ class Watch:
         # Read after the step, not before: a closure (LBFGS, Lightning) runs
         # backward inside optimizer.step(); GradScaler has unscaled the
         # gradients before it; PyTorch's optimizers leave .grad as is.
-        positions = [p for p in self._plan.optimizer_groups[index] if p not in state.measured]
-        self._reducer.measure_gradients(state, positions)
-        self._reducer.measure_update(state, index)
+        self._reducer.measure_optimizer(state, index)
 
     # -- without an optimizer ------------------------------------------------
 

@@ -11,11 +11,14 @@ Segment names (the reducer writes them, `decode.py` reads them):
   gradients of gradient group k; `nonfinite.<k>` their NaN/Inf counts;
 - `updates.<k>`: `[squared norms before | squared norms of the update]` of
   the parameters optimizer k stepped;
-- `activations`: nonzero counts, one per measured activation output;
+- `activations`: nonzero counts, one per measured activation output (an
+  activation module's, or a functional ReLU call's: functional.py);
 - `module_stats`: four rows (sums of squares, minima, maxima, element
   counts) of the measured module outputs;
 - `attention.<i>`, `entropy.<i>`: attention module i's pooled maps of the
   first example and its mean entropy per head;
+- `tokens`: the token ids of that example, `[ids // 4096 | ids % 4096]`
+  (float32 is exact below 2**24 only; see tokens.py);
 - `classes`: the sum of the softmax of the logged outputs;
 - `sequence`: sum of predictive entropies, the largest logit and the number
   of positions of sequence outputs;
@@ -51,6 +54,19 @@ class PacketBuilder:
             size += piece.shape[0]
         self._segments[name] = (self._size, size)
         self._size += size
+
+    def add_block(self, tensor, layout):
+        """Adds a 1-D tensor holding several segments: `layout` maps each
+        name to its `(offset, size)` inside it (a replayed vector)."""
+        for name in layout:
+            if name in self._segments:
+                raise ValueError("packet: segment %r added twice" % name)
+        if tensor.dim() != 1:
+            raise ValueError("packet: a block must be 1-D, got shape %s" % list(tensor.shape))
+        for name, (offset, size) in layout.items():
+            self._segments[name] = (self._size + offset, size)
+        self._pieces.append(tensor)
+        self._size += tensor.shape[0]
 
     def build(self, device):
         """`(host buffer, ready event or None, segments)`: one float32 buffer
@@ -89,7 +105,8 @@ class Packet:
       segments: `{name: (offset, size)}` in `buffer`.
       gradient_groups: `[(segment suffix, positions in plan.grad_names)]`.
       update_groups: `[(segment suffix, positions in plan.grad_names)]`.
-      activation_entries: `[(activation index, numel)]`, one per count.
+      activation_entries: `[(activation index, numel)]`, one per count
+        (indices past the activation modules: functional ReLU sites).
       module_entries: The stat module index of each column of
         `module_stats`.
       attention_entries: `[(attention module index, pooled shape, original

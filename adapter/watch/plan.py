@@ -12,7 +12,9 @@ import dataclasses
 import numpy as np
 import torch
 
+from torch_visualization import metadata
 from torch_visualization.watch import attention
+from torch_visualization.watch import functional
 
 TAG_WEIGHTS = "weights/"
 TAG_GRAD_NORM = "gradients/norm"
@@ -85,6 +87,11 @@ class WatchPlan:
       classes: Whether the output is logged as class scores at all.
       max_cells: Largest heatmap grid.
       tied: `{alias: first name}` of parameters that share a tensor.
+      functional: The `functional.Sites` of ReLU-family calls made as
+        functions, found at the first measured forward (their labels join
+        `activations/zero_fraction` then).
+      tokens: The `tokens.TokenText` of `watch(tokens=...)`, or None (the
+        ids of each logging step become `attention/tokens`, see tokens.py).
     """
 
     param_names: list
@@ -100,6 +107,8 @@ class WatchPlan:
     classes: bool
     max_cells: tuple
     tied: dict = dataclasses.field(default_factory=dict)
+    functional: object = dataclasses.field(default_factory=functional.Sites)
+    tokens: object = None
 
     def frozen_tags(self):
         """`[(tag, kind, labels)]` this watch writes: claimed at watch() time
@@ -109,12 +118,14 @@ class WatchPlan:
             tags += [(tag, "bars", tuple(self.grad_names)) for tag in GRADIENT_TAGS]
         if self.update_names:
             tags.append((TAG_UPDATE_RATIO, "bars", tuple(self.update_names)))
-        if self.activation_names:
-            tags.append((TAG_ZERO_FRACTION, "bars", tuple(self.activation_names)))
+        # `activations/zero_fraction` is claimed at its first event instead:
+        # functional ReLU calls found by then join its labels (functional.py).
         if self.stat_names:
             tags += [(tag, "bars", tuple(self.stat_names)) for tag in (TAG_RMS, TAG_MAX_ABS)]
         if self.classes and self.class_names and len(self.class_names) <= PIE_CLASSES:
             tags.append((TAG_CLASSES, "pie", tuple(self.class_names)))
+        if self.tokens is not None and self.attention_names:
+            tags.append((metadata.TOKENS_TAG, "tokens", ()))
         return tags
 
 
@@ -225,7 +236,7 @@ def build(model, optimizers, *, class_names, outputs, max_cells, modules=(), att
       `(plan, named, grad_named, measured)`: the plan, the `(name,
       parameter)` lists it was made from, and the modules to hook:
       `{"activations": [...], "stats": [...], "attention": [...]}` in the
-      plan's label order.
+      plan's label order, and `"named"`: `[(name, module)]` of every module.
 
     Raises:
       ValueError: no parameters, or an optimizer holding none of them.
@@ -264,6 +275,7 @@ def build(model, optimizers, *, class_names, outputs, max_cells, modules=(), att
         if isinstance(module, ACTIVATION_TYPES)
     ]
     stats = stat_modules(model, modules)
+    everything = [(name or type(module).__name__, module) for name, module in model.named_modules()]
     attentions = [(name or type(module).__name__, module) for name, module in model.named_modules()
                   if attention_maps and attention.is_attention_module(module)]
     grad_names = [name for name, _ in grad_named]
@@ -281,10 +293,12 @@ def build(model, optimizers, *, class_names, outputs, max_cells, modules=(), att
         classes=bool(class_names) or outputs == "classes",
         max_cells=max_cells,
         tied=tied,
+        functional=functional.Sites([name for name, _ in everything]),
     )
     measured = {
         "activations": [module for _, module in activations],
         "stats": [module for _, module in stats],
         "attention": [module for _, module in attentions],
+        "named": everything,  # every module: functional.py finds calls in them
     }
     return plan, named, grad_named, measured

@@ -17,12 +17,19 @@ import numpy as np
 import torch
 
 from torch_visualization import distributed, pooling, reduce
+from torch_visualization.watch import functional
 from torch_visualization.watch import packet as packets
 from torch_visualization.watch import plan as plans
+from torch_visualization.watch import replay as replays
+from torch_visualization.watch import tokens
 
 # Test seam: run the accelerator path (the one CUDA takes) on CPU tensors, so
 # that CI, which has no GPU, exercises it too. Never set in production.
 ACCELERATOR_PATH_ON_CPU = False
+
+# CUDA graphs for the parameter side (replay.py); off: the same reductions
+# run eagerly. A test seam, and a switch should a driver misbehave.
+REPLAY_GRAPHS = True
 
 _foreach_clone = getattr(torch, "_foreach_clone", None)
 
@@ -57,9 +64,10 @@ class StepState:
     """What the logging step in progress has measured so far (device tensors)."""
 
     activations: list = dataclasses.field(default_factory=list)  # (index, 0-d count, numel)
-    module_stats: list = dataclasses.field(default_factory=list)  # (index, sum x², min, max, numel)
+    module_stats: list = dataclasses.field(default_factory=list)  # (index, L2 norm, min, max, numel)
     module_rows: object = None  # (indices, [4, entries] tensor) once combined over ranks
     attention: dict = dataclasses.field(default_factory=dict)  # index -> (maps, entropy, shape)
+    tokens: object = None  # the first example's token ids as a segment (tokens.take_ids)
     class_sum: object = None
     class_samples: int = 0
     sequence: object = None  # [sum of entropies, max logit, positions] of sequence outputs
@@ -68,6 +76,7 @@ class StepState:
     before: dict = dataclasses.field(default_factory=dict)  # optimizer index -> weight copies
     stepped: set = dataclasses.field(default_factory=set)  # optimizers whose update is measured
     measured: set = dataclasses.field(default_factory=set)  # grad positions already read
+    replayed: object = None  # (vector, layout) of replay.ParameterReplay, if it ran
 
 
 class StepReducer:
@@ -91,7 +100,6 @@ class StepReducer:
         self.accelerated = self.device.type != "cpu" or ACCELERATOR_PATH_ON_CPU
         self._before_buffers = {}
         self._scratch_buffer = None
-        self._segment_lengths = {}
         if roles.sharded:
             # distributed.heatmap_grids pools the shards at logging steps and
             # returns means (scale 1); planning touches no DTensor op here.
@@ -102,6 +110,14 @@ class StepReducer:
         else:
             self._heatmaps = pooling.HeatmapPlan(params, plan.max_cells, batch=self.accelerated)
             shapes, scales, order = self._heatmaps.shapes, self._heatmaps.scales, self._heatmaps.order
+        # One optimizer stepping every trainable parameter on one accelerator:
+        # the parameter side is planned once and replayed (replay.py).
+        self.replay = None
+        if (self.accelerated and not roles.sharded and roles.measures_parameters and grad_params
+                and plan.optimizer_groups == [list(range(len(grad_params)))]
+                and len({param.device for param in params}) == 1):
+            self.replay = replays.ParameterReplay(grad_params, params, self._heatmaps,
+                                                  graphs=REPLAY_GRAPHS)
         # (tag, grid shape, what its first event's metadata needs), in the
         # order the grids lie in a packet.
         self.heatmap_entries = [
@@ -122,6 +138,9 @@ class StepReducer:
     def copy_weights(self, state, group):
         """Keeps the weights optimizer `group` is about to step (for updates)."""
         if not self.roles.measures_parameters or group in state.stepped or group in state.before:
+            return
+        if self.replay is not None and group == 0:
+            state.before[group] = self.replay.copy_weights()
             return
         params = [self._grad_params[p] for p in self.plan.optimizer_groups[group]]
         with torch.no_grad():
@@ -146,6 +165,28 @@ class StepReducer:
                 torch._foreach_copy_(buffers, params)
                 state.before[group] = buffers
 
+    def measure_optimizer(self, state, group):
+        """Gradients (those not read yet) and update of the parameters
+        optimizer `group` holds, after its step."""
+        positions = [p for p in self.plan.optimizer_groups[group] if p not in state.measured]
+        if self._replay_ready(state, group, positions):
+            grads = [param.grad for param in self._grad_params]
+            if all(replays.replayable(grad, self.device) for grad in grads):
+                state.before.pop(group)
+                state.replayed = self.replay.run(grads)
+                state.measured.update(positions)
+                state.stepped.add(group)
+                state.gradient_groups.append(("g0", positions, None, None))
+                state.update_groups.append(("u0", positions, None))
+                return
+        self.measure_gradients(state, positions)
+        self.measure_update(state, group)
+
+    def _replay_ready(self, state, group, positions):
+        return (self.replay is not None and group == 0 and not state.gradient_groups
+                and state.before.get(group) is self.replay.before
+                and len(positions) == len(self._grad_params))
+
     def measure_update(self, state, group):
         """Squared norms of the weights before optimizer `group`'s step and of
         its update (COLLECTIVE under sharding)."""
@@ -166,7 +207,7 @@ class StepReducer:
         state.update_groups.append(("u%d" % group, positions, norms))
 
     def _squared_norms(self, tensors):
-        by_device = _by_device(tensors)
+        by_device = reduce.by_device(tensors)
         if len(by_device) == 1:
             return reduce.squared_l2_norms(tensors, fused=self.accelerated)
         pieces = torch.empty(len(tensors), dtype=torch.float32, device=self.device)
@@ -198,7 +239,7 @@ class StepReducer:
         with torch.no_grad():
             if self.roles.sharded:
                 stats, nonfinite = distributed.gradient_statistics(grads)
-            elif len(_by_device(grads)) > 1:
+            elif len(reduce.by_device(grads)) > 1:
                 stats, nonfinite = self._statistics_across_devices(grads)
             else:
                 stats, nonfinite = self._statistics(grads, tuple(present))
@@ -212,17 +253,14 @@ class StepReducer:
             maxes = stats[2 * len(grads):].numpy()
             only = np.flatnonzero(~np.isfinite(maxes)).tolist()
             return stats, reduce.nonfinite_counts(grads, only=only)
-        stats = reduce.gradient_statistics(grads, fused=True)
-        if key not in self._segment_lengths:
-            self._segment_lengths = {key: reduce.segment_lengths(grads)}
-        return stats, reduce.nonfinite_counts(grads, self._segment_lengths[key])
+        return reduce.gradient_statistics(grads, fused=True), reduce.nonfinite_counts(grads)
 
     def _statistics_across_devices(self, grads):
         """Parameters on several devices: per device, then to ours."""
         count = len(grads)
         stats = torch.empty(3 * count, dtype=torch.float32, device=self.device)
         nonfinite = torch.empty(count, dtype=torch.float32, device=self.device)
-        for positions, members in _by_device(grads).values():
+        for positions, members in reduce.by_device(grads).values():
             vector = reduce.gradient_statistics(members, fused=True).to(self.device)
             for row in range(3):
                 stats[[row * count + p for p in positions]] = vector[row * len(members):(row + 1) * len(members)]
@@ -249,10 +287,12 @@ class StepReducer:
         builder = packets.PacketBuilder()
         with torch.no_grad():
             for suffix, _, stats, nonfinite in state.gradient_groups:
-                builder.add("grads." + suffix, stats)
-                builder.add("nonfinite." + suffix, nonfinite)
+                if stats is not None:  # None: in the replayed vector
+                    builder.add("grads." + suffix, stats)
+                    builder.add("nonfinite." + suffix, nonfinite)
             for suffix, _, norms in state.update_groups:
-                builder.add("updates." + suffix, norms)
+                if norms is not None:
+                    builder.add("updates." + suffix, norms)
             if state.activations:
                 builder.add("activations", reduce.stack_scalars(
                     [count if count.device == self.device else count.to(self.device)
@@ -263,11 +303,14 @@ class StepReducer:
             for index, (maps, entropy, _) in sorted(state.attention.items()):
                 builder.add("attention.%d" % index, maps.reshape(-1))
                 builder.add("entropy.%d" % index, entropy)
+            tokens.add_segment(builder, state)
             if state.class_samples:
                 builder.add("classes", state.class_sum)
             if state.sequence is not None:
                 builder.add("sequence", state.sequence)
-            if self.roles.sharded:
+            if state.replayed is not None:
+                builder.add_block(*state.replayed)  # holds the heatmaps too
+            elif self.roles.sharded:
                 # Means pooled shard by shard; only the grids are all-reduced
                 # (COLLECTIVE). Their entries carry scale 1 (see __init__).
                 grids = [grid.reshape(-1) for grid, _ in distributed.heatmap_grids(
@@ -275,9 +318,9 @@ class StepReducer:
                 )]
                 if not self.roles.writes:
                     return None  # FSDP ranks != 0: no host copy, no writing
+                builder.add("heatmaps", grids)
             else:
-                grids = self._heatmaps.flat_grids(self._params)
-            builder.add("heatmaps", grids)
+                builder.add("heatmaps", self._heatmaps.flat_grids(self._params))
         buffer, ready, segments = builder.build(self.device)
         return packets.Packet(
             step=step,
@@ -306,7 +349,9 @@ class StepReducer:
             return [], None
         columns = list(zip(*state.module_stats))
         counts = reduce.device_tensor([float(n) for n in columns[4]], self.device, torch.float32)
-        rows = torch.stack([reduce.stack_scalars(list(column)) for column in columns[1:4]] + [counts])
+        squares = reduce.stack_scalars(list(columns[1])).square_()  # one op, not one per module
+        rows = torch.stack([squares] + [reduce.stack_scalars(list(column)) for column in columns[2:4]]
+                           + [counts])
         return list(columns[0]), rows
 
     def _sum_across_ranks(self, state, class_width):
@@ -317,7 +362,8 @@ class StepReducer:
         (`class_samples` 1) and each activation module has one entry whose
         count is its global nonzero fraction (numel 1).
         """
-        modules = len(self.plan.activation_names)
+        # With the functional ReLU sites (a COLLECTIVE the first time).
+        modules = functional.zero_counts_across_ranks(self.plan, state, self.device)
         class_sum = None
         # Every rank decides this the same way (same model, same outputs).
         if class_width:
@@ -347,13 +393,3 @@ class StepReducer:
         )
         state.module_rows = (list(range(count)), per_module)
         state.sequence = sequence
-
-
-def _by_device(tensors):
-    """`{device: (positions, tensors)}` of a list of tensors."""
-    groups = {}
-    for position, tensor in enumerate(tensors):
-        positions, members = groups.setdefault(tensor.device, ([], []))
-        positions.append(position)
-        members.append(tensor)
-    return groups
