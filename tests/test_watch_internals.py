@@ -110,3 +110,20 @@ def test_value_encoder_bytes_equal_protobufs(array):
     encoder = sink._ValueEncoder()
     for _ in range(2):  # the second call reuses the kept prefix
         assert b"".join(encoder.parts(tag, array)) == expected
+
+
+def test_outputs_none_turns_the_pie_off_without_a_warning(tmp_path):
+    import warnings
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    writer = SummaryWriter(str(tmp_path / "run"))
+    writer.watch(model, optimizer, log_every=1, outputs="none")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            optimizer.zero_grad()
+            model(torch.randn(5, 4)).sum().backward()
+            optimizer.step()
+    writer.close()
+    assert not [w for w in caught if "outputs/classes" in str(w.message)]

@@ -19,8 +19,9 @@ Every `log_every` counted steps it logs (tags are part of the contract):
   0 if it stayed zero; NaN when its optimizer did not step during the
   logging step);
 - `activations/zero_fraction`: bars, the fraction of exactly-zero outputs of
-  each activation module (`ACTIVATION_TYPES`; functional calls such as
-  `F.relu` have no module to hook), NaN for a module that did not run;
+  each activation module (`ACTIVATION_TYPES`) and of each site calling a
+  ReLU-family function (`F.relu`, `x.relu()`...: functional.py, labels
+  `<module>/relu`), NaN for one that did not run;
 - `activations/rms`, `activations/max_abs`: bars, the output of each block
   of the model's ModuleList/Sequential stacks (the residual stream), of each
   activation module and of the modules named in `modules=`;

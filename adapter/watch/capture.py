@@ -162,7 +162,8 @@ class ForwardCapture:
             len(plan.activation_names), self._measuring, self._count_functional)
         self.class_width = None
         self._class_off = not plan.classes
-        self._classes_told = False
+        # outputs="none" turned the pie off: nothing to tell.
+        self._classes_told = plan.outputs_off
 
     @property
     def logs_classes(self):

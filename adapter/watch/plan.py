@@ -85,6 +85,7 @@ class WatchPlan:
       attention_names: Modules whose attention maps are captured.
       class_names: Names for the `outputs/classes` pie (may be empty).
       classes: Whether the output is logged as class scores at all.
+      outputs_off: The user turned the pie off (`outputs="none"`).
       max_cells: Largest heatmap grid.
       tied: `{alias: first name}` of parameters that share a tensor.
       functional: The `functional.Sites` of ReLU-family calls made as
@@ -107,6 +108,7 @@ class WatchPlan:
     classes: bool
     max_cells: tuple
     tied: dict = dataclasses.field(default_factory=dict)
+    outputs_off: bool = False
     functional: object = dataclasses.field(default_factory=functional.Sites)
     tokens: object = None
 
@@ -291,6 +293,7 @@ def build(model, optimizers, *, class_names, outputs, max_cells, modules=(), att
         attention_names=[name for name, _ in attentions],
         class_names=class_names,
         classes=bool(class_names) or outputs == "classes",
+        outputs_off=outputs == "none",
         max_cells=max_cells,
         tied=tied,
         functional=functional.Sites([name for name, _ in everything]),
