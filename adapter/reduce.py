@@ -272,9 +272,8 @@ _count_buffers = threading.local()
 
 
 def nonzero_count(tensor):
-    """Number of nonzero (NaN counts as nonzero) elements, as a 0-d tensor
-    (float64 on the CPU, float32 elsewhere: exact up to 2**24, as the packet
-    is)."""
+    """Number of nonzero (NaN counts as nonzero) elements, as a 0-d float
+    tensor (exact up to 2**24, as the packet is)."""
     if tensor.device.type == "cpu":
         return _cpu_nonzero_count(tensor)
     # An order-0 norm counts in one reduction over the tensor as it lies;
@@ -294,7 +293,9 @@ def _cpu_nonzero_count(tensor):
     if numel <= _COUNT_BLOCK:
         marks = buffer[:numel].view(tensor.shape)
         torch.ne(tensor, 0, out=marks)
-        return marks.sum(dtype=torch.float64)
+        # float32: exact up to 2**24, as the packet is (a float64 sum would
+        # convert the marks first: 10x slower).
+        return marks.sum()
     if not tensor.is_contiguous():
         return tensor.bool().sum()
     flat, total = tensor.view(-1), None
@@ -302,8 +303,8 @@ def _cpu_nonzero_count(tensor):
         part = flat[start:start + _COUNT_BLOCK]
         marks = buffer[:part.numel()]
         torch.ne(part, 0, out=marks)
-        count = marks.sum(dtype=torch.float64)
-        total = count if total is None else total.add_(count)
+        count = marks.sum()  # exact: a block holds 2**20 marks
+        total = count.double() if total is None else total.add_(count)
     return total
 
 
