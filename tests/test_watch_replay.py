@@ -145,3 +145,41 @@ def test_a_missing_gradient_falls_back_for_that_step(tmp_path, monkeypatch):
     (accelerated, got), (_, want) = _two_runs(tmp_path, monkeypatch, build)
     assert accelerated._reducer.replay.runs == 2  # steps 0 and 2; 1 and 3 ran eagerly
     _assert_same_values(got, want)
+
+
+def test_sparse_gradients_fall_back_with_the_same_values(tmp_path, monkeypatch):
+    def build():
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Embedding(20, 6, sparse=True), nn.Flatten(), nn.Linear(18, 3))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        tokens = torch.randint(0, 20, (4, 8, 3), generator=torch.Generator().manual_seed(2))
+
+        def step(index):
+            optimizer.zero_grad()
+            model(tokens[index]).square().mean().backward()
+            optimizer.step()
+
+        return model, optimizer, step
+
+    (accelerated, got), (_, want) = _two_runs(tmp_path, monkeypatch, build)
+    assert accelerated._reducer.replay.runs == 0  # every step took the eager path
+    _assert_same_values(got, want)
+
+
+def test_bfloat16_parameters_are_replayed_with_the_same_values(tmp_path, monkeypatch):
+    def build():
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3)).to(torch.bfloat16)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        batches = make_batches(4)
+
+        def step(index):
+            optimizer.zero_grad()
+            model(batches[index][0][:, :6].to(torch.bfloat16)).float().square().mean().backward()
+            optimizer.step()
+
+        return model, optimizer, step
+
+    (accelerated, got), (_, want) = _two_runs(tmp_path, monkeypatch, build)
+    assert accelerated._reducer.replay.runs == 4
+    _assert_same_values(got, want)
