@@ -271,10 +271,11 @@ _COUNT_BLOCK = 1 << 20
 _count_buffers = threading.local()
 
 
-def nonzero_count(tensor):
+def nonzero_count(tensor, fused=False):
     """Number of nonzero (NaN counts as nonzero) elements, as a 0-d float
-    tensor (exact up to 2**24, as the packet is)."""
-    if tensor.device.type == "cpu":
+    tensor (exact up to 2**24, as the packet is). `fused`: the one-kernel
+    count accelerators take, also on CPU tensors."""
+    if tensor.device.type == "cpu" and not fused:
         return _cpu_nonzero_count(tensor)
     # An order-0 norm counts in one reduction over the tensor as it lies;
     # count_nonzero writes a boolean copy first (and copies a channels-last

@@ -40,6 +40,9 @@ from overhead import resnet50  # noqa: E402
 
 from torch_visualization import SummaryWriter  # noqa: E402
 from torch_visualization.watch import reducer as watch_reducer  # noqa: E402
+from torch_visualization.watch import replay as watch_replay  # noqa: E402
+
+REPLAYED = "optimizer step, in the replayed function"
 
 
 class _CountCalls(TorchDispatchMode):
@@ -55,11 +58,12 @@ class _CountCalls(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def count_step_calls(watched, device="cpu"):
+def count_step_calls(watched, device="cpu", depth=1):
     """`(calls by op, calls by phase)` of one training step (the 4th),
     watched at every step or not."""
     torch.manual_seed(0)
-    model = resnet50(classes=10, width_divisor=16).to(device)
+    model = resnet50(classes=10, width_divisor=16,
+                     blocks=tuple(depth * count for count in (3, 4, 6, 3))).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, foreach=True)
     writer = None
     if watched:
@@ -68,6 +72,17 @@ def count_step_calls(watched, device="cpu"):
     x = torch.randn(2, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (2,), device=device)
     counter = _CountCalls()
+    reductions = watch_replay.reductions
+
+    def counted_reductions(*args, **kwargs):
+        # On CUDA one graph replay (no ATen call) stands for these calls.
+        phase, counter.phase = counter.phase, REPLAYED
+        try:
+            return reductions(*args, **kwargs)
+        finally:
+            counter.phase = phase
+
+    watch_replay.reductions = counted_reductions
 
     def step():
         optimizer.zero_grad()
@@ -76,10 +91,13 @@ def count_step_calls(watched, device="cpu"):
         optimizer.step()
         counter.phase = "forward+backward"
 
-    for _ in range(3):  # optimizer state, first events, kept buffers, graph capture
-        step()
-    with counter:
-        step()
+    try:
+        for _ in range(3):  # optimizer state, first events, kept buffers, graph capture
+            step()
+        with counter:
+            step()
+    finally:
+        watch_replay.reductions = reductions
     if writer is not None:
         writer.close()
     return counter.calls, counter.by_phase
@@ -89,33 +107,42 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", help="cpu (the accelerator path on CPU "
                         "tensors) or cuda")
+    parser.add_argument("--depth", type=int, default=1,
+                        help="blocks per stage times this (2: twice the layers)")
     parser.add_argument("--json", default=None, help="write the counts here as JSON")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     previous = watch_reducer.ACCELERATOR_PATH_ON_CPU
     watch_reducer.ACCELERATOR_PATH_ON_CPU = args.device == "cpu"
     try:
-        plain, plain_phases = count_step_calls(False, args.device)
-        watched, watched_phases = count_step_calls(True, args.device)
+        plain, plain_phases = count_step_calls(False, args.device, args.depth)
+        watched, watched_phases = count_step_calls(True, args.device, args.depth)
     finally:
         watch_reducer.ACCELERATOR_PATH_ON_CPU = previous
     added = collections.Counter(watched)
     added.subtract(plain)
     phases = {phase: watched_phases[phase] - plain_phases[phase]
-              for phase in ("forward+backward", "optimizer step")}
+              for phase in ("forward+backward", "optimizer step", REPLAYED)}
     report = {
         "torch": torch.__version__,
         "device": args.device,
+        "depth": args.depth,
         "plain_step_calls": sum(plain.values()),
         "watched_step_calls": sum(watched.values()),
         "added_calls": sum(watched.values()) - sum(plain.values()),
         "added_by_phase": phases,
         "added_by_op": dict(added.most_common()),
     }
-    print("ResNet-50-shaped model (161 parameters), accelerator path on %s, one step:" % args.device)
+    print("ResNet-50-shaped model (%d x its blocks), accelerator path on %s, one step:"
+          % (args.depth, args.device))
     print("  plain step:   %d ATen calls" % report["plain_step_calls"])
     print("  logging step: %d ATen calls (+%d)" % (report["watched_step_calls"], report["added_calls"]))
     print("  added, by phase: " + ", ".join("%s %+d" % item for item in phases.items()))
+    if args.device == "cpu":
+        report["cuda_equivalent_added_calls"] = report["added_calls"] - phases[REPLAYED] + 3
+        print("  on CUDA one graph replay stands for the replayed function's calls, and the "
+              "gradients' copy into the graph's buffers and the pinned host copy add 3: %d"
+              % report["cuda_equivalent_added_calls"])
     print("  added, by op: " + ", ".join("%s %d" % item for item in added.most_common(8)))
     if args.json:
         with open(args.json, "w") as handle:

@@ -102,9 +102,10 @@ class Bottleneck(nn.Module):
         return self.relu(y + identity)
 
 
-def resnet50(classes=1000, width_divisor=1):
+def resnet50(classes=1000, width_divisor=1, blocks=(3, 4, 6, 3)):
     """ResNet-50 (25.6M parameters), the torchvision layout, built locally;
-    every width divided by `width_divisor` (same layers and parameter list)."""
+    every width divided by `width_divisor` (same layers and parameter list);
+    `blocks` per stage (twice as many: a ResNet-50 with twice the layers)."""
     width = 64 // width_divisor
     layers = [
         nn.Conv2d(3, width, 7, 2, 3, bias=False),
@@ -113,9 +114,9 @@ def resnet50(classes=1000, width_divisor=1):
         nn.MaxPool2d(3, 2, 1),
     ]
     inplanes = width
-    for planes, blocks, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
+    for planes, count, stride in zip((64, 128, 256, 512), blocks, (1, 2, 2, 2)):
         planes //= width_divisor
-        for index in range(blocks):
+        for index in range(count):
             layers.append(Bottleneck(inplanes, planes, stride if index == 0 else 1))
             inplanes = planes * 4
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(inplanes, classes)]

@@ -136,9 +136,9 @@ def test_checkpoint_recomputation_is_not_counted(tmp_path, monkeypatch, with_opt
         calls = []
         original = watch_capture.count_activation
 
-        def counting(state, index, output, original=original, calls=calls):
+        def counting(state, index, output, *rest, original=original, calls=calls):
             calls.append(output.shape[0])
-            original(state, index, output)
+            original(state, index, output, *rest)
 
         monkeypatch.setattr(watch_capture, "count_activation", counting)
         torch.manual_seed(0)

@@ -25,7 +25,7 @@ import warnings
 import torch
 
 from torch_visualization import reduce
-from torch_visualization.watch import attention, functional
+from torch_visualization.watch import attention, deferred, functional
 from torch_visualization.watch import plan as plans
 from torch_visualization.watch import tokens
 
@@ -41,25 +41,29 @@ def _compiling():
 # -- the device work of each measurement (into the step's StepState) ----------
 
 
-def count_activation(state, index, output):
-    """Counts the nonzero outputs of activation module `index`."""
+def count_activation(state, index, output, accelerated=False):
+    """Counts the nonzero outputs of activation module `index` (`accelerated`:
+    the kernel accelerators take, also on CPU tensors)."""
     with torch.no_grad():
-        state.activations.append((index, reduce.nonzero_count(output), output.numel()))
+        state.activations.append((index, reduce.nonzero_count(output, fused=accelerated),
+                                  output.numel()))
 
 
-def add_module_stats(state, index, output):
+def add_module_stats(state, index, output, accelerated=False):
     """L2 norm and the extremes (or max |x|) of a module's output (residual
     stream), in two reductions over the tensor as it lies: a channels-last activation
     reshaped to 1-D would first be copied whole (on a GPU that copy cost
     more than the statistics). A contiguous float32 CPU tensor takes a BLAS
-    dot (about twice as fast there as the generic norm kernel)."""
+    dot (about twice as fast there as the generic norm kernel). `accelerated`:
+    the kernels accelerators take, also on CPU tensors (watch's test seam)."""
+    cpu = output.device.type == "cpu" and not accelerated
     with torch.no_grad():
-        if output.dtype == torch.float32 and output.device.type == "cpu" and output.is_contiguous():
+        if output.dtype == torch.float32 and cpu and output.is_contiguous():
             flat = output.view(-1)
             norm = torch.dot(flat, flat).sqrt_()
         else:
             norm = torch.linalg.vector_norm(output, 2, dtype=torch.float32)
-        if output.device.type == "cpu":
+        if cpu:
             # amin and amax are vectorised (together faster than aminmax here;
             # an inf-norm is ~10x slower).
             low, high = output.amin(), output.amax()
@@ -91,7 +95,9 @@ def add_class_scores(state, scores, sequence=False):
     sums = entropy = None
     with torch.no_grad():
         for start in range(0, rows, chunk):
-            part = scores[start:start + chunk].detach()
+            # Under no_grad: no detach; one chunk: no slice (host calls count
+            # on a launch-bound GPU).
+            part = scores if chunk >= rows else scores[start:start + chunk]
             probabilities = torch.softmax(part, 1, dtype=torch.float32)
             total = probabilities.sum(0)
             sums = total if sums is None else sums.add_(total)
@@ -99,7 +105,7 @@ def add_class_scores(state, scores, sequence=False):
                 part_entropy = -torch.special.xlogy(probabilities, probabilities).sum()
                 entropy = part_entropy if entropy is None else entropy + part_entropy
         if sequence:
-            top = scores.detach().max().float()
+            top = scores.max().float()
             stats = torch.stack([entropy, top, torch.full_like(entropy, rows)])
             if state.sequence is not None:
                 old = state.sequence
@@ -145,9 +151,11 @@ class ForwardCapture:
         an optimizer; without one the step-counting hook does it).
       guarded: Runs a measurement so that its failure is reported once and
         never reaches training: `guarded(function, *args)`.
+      defer: Hold outputs autograd keeps and measure them together when the
+        forward ends (deferred.py; the accelerator path).
     """
 
-    def __init__(self, model, plan, modules, state, outputs_on_end, guarded):
+    def __init__(self, model, plan, modules, state, outputs_on_end, guarded, defer=False):
         self._model = model
         self._plan = plan
         self._modules = modules
@@ -159,6 +167,7 @@ class ForwardCapture:
         self._mode_owner = None  # attention stack depth whose module entered the mode
         self._outputs_on_end = outputs_on_end
         self._guarded = guarded
+        self._deferred = deferred.DeferredOutputs(defer)
         self._functional = functional.FunctionalCapture(
             modules.get("named", ()), plan.functional, modules["activations"],
             len(plan.activation_names), self._measuring, self._count_functional)
@@ -216,8 +225,18 @@ class ForwardCapture:
     def _on_model_end(self, module, inputs, output):
         measured = self._forwards.pop() if self._forwards else False
         state = self._state()
+        if measured:
+            self.flush(state)
         if measured and self._outputs_on_end and state is not None:
             self._guarded(self.add_outputs, state, output)
+
+    def flush(self, state):
+        """Measures the outputs held since the forward began (deferred.py)
+        into `state`; forgets them when the window has closed."""
+        if state is None:
+            self._deferred.clear()
+        else:
+            self._guarded(self._deferred.finish, state)
 
     # -- modules ----------------------------------------------------------
 
@@ -225,8 +244,8 @@ class ForwardCapture:
         def hook(module, inputs, output):
             state = self._state()
             if self._measuring() and state is not None and isinstance(output, torch.Tensor) \
-                    and output.numel():
-                self._guarded(count_activation, state, index, output)
+                    and output.numel() and not self._deferred.offer(deferred.COUNTS, index, output):
+                self._guarded(count_activation, state, index, output, self._deferred.enabled)
 
         return hook
 
@@ -243,8 +262,9 @@ class ForwardCapture:
             if not self._measuring() or state is None:
                 return
             tensor = first_tensor(output)
-            if tensor is not None and tensor.numel() and tensor.is_floating_point():
-                self._guarded(add_module_stats, state, index, tensor)
+            if tensor is not None and tensor.numel() and tensor.is_floating_point() \
+                    and not self._deferred.offer(deferred.STATS, index, tensor):
+                self._guarded(add_module_stats, state, index, tensor, self._deferred.enabled)
 
         return hook
 

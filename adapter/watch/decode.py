@@ -113,7 +113,11 @@ def step_values(packet, array, plan, memory=None):
 def module_values(packet, array, plan):
     """`activations/rms` and `activations/max_abs` of the stat modules (NaN
     for a module that did not run)."""
-    stats = packet.segment("module_stats", array).astype(np.float64).reshape(4, -1)
+    if packet.module_numels is None:  # combined over ranks: counts are the fourth row
+        stats = packet.segment("module_stats", array).astype(np.float64).reshape(4, -1)
+    else:
+        stats = np.vstack([packet.segment("module_stats", array).astype(np.float64).reshape(3, -1),
+                           np.asarray(packet.module_numels, dtype=np.float64)[None]])
     count = len(plan.stat_names)
     squares, numels, top = np.zeros(count), np.zeros(count), np.full(count, np.nan)
     for index, square, low, high, numel in zip(packet.module_entries, *stats):

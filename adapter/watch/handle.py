@@ -94,7 +94,7 @@ class Watch:
         self._state = None  # StepState of the open window, None outside one
         self._capture = capture.ForwardCapture(
             model, plan, modules, lambda: self._state, outputs_on_end=bool(optimizers),
-            guarded=self._guarded,
+            guarded=self._guarded, defer=reducer.accelerated,
         )
         self._after_backward = None
         self._memory = decode.Memory(freeze=None if sink is None else sink.freeze)
@@ -236,6 +236,7 @@ class Watch:
         self._count += 1
         state = self._state
         if state is not None:
+            self._capture.flush(state)  # before the window closes (this hook runs first)
             self._close_window()
             self._guarded(self._capture.add_outputs, state, output)
             if torch.is_grad_enabled() and self._grad_params:

@@ -109,6 +109,8 @@ class Packet:
         (indices past the activation modules: functional ReLU sites).
       module_entries: The stat module index of each column of
         `module_stats`.
+      module_numels: The element count of each column, or None when
+        `module_stats` carries them as a fourth row (summed over ranks).
       attention_entries: `[(attention module index, pooled shape, original
         shape)]` of the `attention.<i>` / `entropy.<i>` segments.
       class_samples: Rows summed in the `classes` segment (0: none).
@@ -129,6 +131,7 @@ class Packet:
     class_samples: int
     heatmaps: list
     heatmap_scales: object
+    module_numels: object = None
 
     def wait(self):
         """Blocks until the host buffer holds the device's numbers."""

@@ -297,7 +297,7 @@ class StepReducer:
                 builder.add("activations", reduce.stack_scalars(
                     [count if count.device == self.device else count.to(self.device)
                      for _, count, _ in state.activations]))
-            module_indices, module_rows = self._module_rows(state)
+            module_indices, module_rows, module_numels = self._module_rows(state)
             if module_indices:
                 builder.add("module_stats", module_rows.reshape(-1))
             for index, (maps, entropy, _) in sorted(state.attention.items()):
@@ -332,6 +332,7 @@ class StepReducer:
             update_groups=[(suffix, positions) for suffix, positions, _ in state.update_groups],
             activation_entries=[(index, numel) for index, _, numel in state.activations],
             module_entries=module_indices,
+            module_numels=module_numels,
             attention_entries=[(index, tuple(maps.shape), shape)
                                for index, (maps, _, shape) in sorted(state.attention.items())],
             class_samples=state.class_samples,
@@ -340,19 +341,19 @@ class StepReducer:
         )
 
     def _module_rows(self, state):
-        """`(indices, [4, entries] float32 tensor)`: sums of squares, minima,
-        maxima and element counts of the measured module outputs (stacked
-        once per logging step, not per module)."""
+        """`(indices, rows, numels)`: the sums of squares, minima and maxima
+        of the measured module outputs as a `[3, entries]` float32 tensor
+        (stacked once per logging step, not per module) and their element
+        counts on the host; once combined over ranks, `[4, modules]` rows
+        with the counts as the fourth, and numels None."""
         if state.module_rows is not None:
-            return state.module_rows
+            return state.module_rows + (None,)
         if not state.module_stats:
-            return [], None
+            return [], None, None
         columns = list(zip(*state.module_stats))
-        counts = reduce.device_tensor([float(n) for n in columns[4]], self.device, torch.float32)
         squares = reduce.stack_scalars(list(columns[1])).square_()  # one op, not one per module
-        rows = torch.stack([squares] + [reduce.stack_scalars(list(column)) for column in columns[2:4]]
-                           + [counts])
-        return list(columns[0]), rows
+        rows = torch.stack([squares] + [reduce.stack_scalars(list(column)) for column in columns[2:4]])
+        return list(columns[0]), rows, list(columns[4])
 
     def _sum_across_ranks(self, state, class_width):
         """This rank's output and activation counts -> the global batch's.
