@@ -32,9 +32,13 @@ from torch_visualization import reduce
 
 logger = logging.getLogger(__name__)
 
-# The graph path keeps a copy of every gradient: only while that takes at
-# most this share of the device's free memory.
+# The graph path keeps memory between logging steps (the weights before the
+# step, a copy of every gradient, the graph's own temporaries): only while
+# that takes at most this share of the device's free memory.
 MAX_FREE_MEMORY_SHARE = 0.25
+# Bytes per gradient element the graph's NaN/Inf count keeps (the gradients
+# laid end to end as float32, their marks as bool and as float32).
+_COUNT_BYTES_PER_ELEMENT = 9
 
 # Segments of the output vector, in order (packet.py names them).
 SEGMENTS = ("grads.g0", "nonfinite.g0", "updates.u0", "heatmaps")
@@ -92,7 +96,9 @@ class ParameterReplay:
         self._heatmaps = heatmaps
         self.device = grad_params[0].device
         self._graphs = graphs and self.device.type == "cuda"
-        self.before = None  # the weights before the step (our buffers)
+        # The weights before the step: kept buffers while a graph reads them,
+        # else fresh ones each logging step (free again between them).
+        self.before = None
         self._grads = None  # the graph's gradient buffers
         self._graph = None
         self._output = None  # the graph's output vector
@@ -115,7 +121,7 @@ class ParameterReplay:
     def copy_weights(self):
         """Keeps the weights the optimizer is about to step (one call)."""
         with torch.no_grad():
-            if self.before is None:
+            if self.before is None or not self._graphs:
                 self.before = [torch.empty_like(param) for param in self._grad_params]
             torch._foreach_copy_(self.before, self._grad_params)
         return self.before
@@ -139,6 +145,8 @@ class ParameterReplay:
         pieces = reductions(grads, self._grad_params, self.before, self._heatmaps, self._heat_params)
         with torch.no_grad():
             vector = torch.cat(pieces)
+        if not self._graphs:
+            self.before = None  # back to the caching allocator until the next logging step
         return vector, _layout(pieces)
 
     # -- the graph -------------------------------------------------------------
@@ -150,12 +158,14 @@ class ParameterReplay:
     def _capture(self, grads):
         """Captures `reductions()` over our gradient buffers (once; again
         after a parameter moved). A failure leaves the eager path on."""
-        needed = sum(grad.numel() * grad.element_size() for grad in grads)
+        # Kept from now on: the gradient buffers and the count's temporaries
+        # (the weights' buffers are already held).
+        needed = sum(grad.numel() * (grad.element_size() + _COUNT_BYTES_PER_ELEMENT) for grad in grads)
         free, _ = torch.cuda.mem_get_info(self.device)
         if needed > MAX_FREE_MEMORY_SHARE * free:
-            logger.info("torch_visualization watch: gradient buffers (%d bytes) would take over "
-                        "%d%% of the free device memory; the logging step runs eagerly",
-                        needed, int(MAX_FREE_MEMORY_SHARE * 100))
+            logger.info("torch_visualization watch: a CUDA graph of the logging step would keep "
+                        "%d bytes, over %d%% of the free device memory; the logging step runs "
+                        "eagerly", needed, int(MAX_FREE_MEMORY_SHARE * 100))
             self._graphs = False
             return
         try:
