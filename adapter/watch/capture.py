@@ -51,7 +51,7 @@ def count_activation(state, index, output, accelerated=False):
 
 def add_module_stats(state, index, output, accelerated=False):
     """L2 norm and the extremes (or max |x|) of a module's output (residual
-    stream), in two reductions over the tensor as it lies: a channels-last activation
+    stream), reduced over the tensor as it lies: a channels-last activation
     reshaped to 1-D would first be copied whole (on a GPU that copy cost
     more than the statistics). A contiguous float32 CPU tensor takes a BLAS
     dot (about twice as fast there as the generic norm kernel). `accelerated`:
