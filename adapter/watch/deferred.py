@@ -97,9 +97,15 @@ class DeferredOutputs:
                 continue
             groups.setdefault((key[0], tensor.device), []).append((key[1], tensor))
         if groups:
-            with torch.no_grad():
-                for (kind, _), entries in groups.items():
-                    _measure(state, kind, entries)
+            try:
+                with torch.no_grad():
+                    for (kind, _), entries in groups.items():
+                        _measure(state, kind, entries)
+            except Exception:
+                # This step's held values are lost (the failure is reported
+                # once); every later output is measured at once.
+                self.enabled = False
+                raise
 
     def clear(self):
         """Forgets what a window that closed early held (never measured)."""
