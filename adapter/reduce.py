@@ -309,7 +309,7 @@ def _cpu_nonzero_count(tensor):
     return total
 
 
-def nonfinite_counts(tensors, only=None):
+def nonfinite_counts(tensors, only=None, lengths=None):
     """Number of NaN/Inf elements of each tensor.
 
     Args:
@@ -320,6 +320,11 @@ def nonfinite_counts(tensors, only=None):
         it, every tensor is counted by two list-level calls, whatever the
         number of tensors (`x * 0` is 0 where x is finite and NaN where it
         is not; an order-0 norm counts the NaNs, as nonzeros).
+      lengths: Optional numels of `tensors` as an int64 tensor on their
+        device: the tensors are then counted laid end to end, in a few
+        kernels whatever their number (the list-level calls launch a few per
+        tensor: in a CUDA graph those are device time), at the cost of a
+        copy of them all.
 
     Returns:
       A 1-D float32 tensor of counts on that device (exact up to 2**24 per
@@ -331,6 +336,12 @@ def nonfinite_counts(tensors, only=None):
             counts[position] = torch.isfinite(tensors[position]).logical_not_().sum()
         return counts
     with torch.no_grad():
+        if lengths is not None:
+            flat = torch.cat([tensor.reshape(-1) for tensor in tensors])
+            bad = torch.isfinite(flat).logical_not_().float()
+            # unsafe: lengths are the numels by construction (the safe path
+            # reads them back to the host).
+            return torch.segment_reduce(bad, "sum", lengths=lengths, unsafe=True)
         marks = torch._foreach_mul(list(tensors), 0.0)
         return stack_scalars(torch._foreach_norm(marks, 0, dtype=torch.float32))
 

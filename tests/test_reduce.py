@@ -190,6 +190,9 @@ def test_nonfinite_counts_fused_and_selected_agree():
     assert fused.tolist() == [2.0, 0.0, 4.0]
     assert reduce.nonfinite_counts(tensors, only=[0, 2]).tolist() == [2.0, 0.0, 4.0]
     assert reduce.nonfinite_counts(tensors, only=[]).tolist() == [0.0, 0.0, 0.0]
+    # Laid end to end (the CUDA graph's way): the same counts.
+    lengths = reduce.device_tensor([t.numel() for t in tensors], "cpu", torch.int64)
+    assert reduce.nonfinite_counts(tensors, lengths=lengths).tolist() == [2.0, 0.0, 4.0]
 
 
 def test_sparse_and_missing_gradients_are_summarised_by_their_values():

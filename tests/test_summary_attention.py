@@ -180,15 +180,20 @@ def check_served(get, expected):
             assert float(r["value"]) == pytest.approx(float(value), rel=1e-6)
 
 
-def test_plugin_serves_attention_python_loader(attention_logdir):
-    logdir, expected = attention_logdir
+def python_loader_get(logdir):
+    """`get(path) -> (status, body)` through the Python loader's WSGI app."""
     client = Client(make_wsgi_app(logdir))
 
     def get(path):
         response = client.get(path)
         return response.status_code, response.get_data()
 
-    check_served(get, expected)
+    return get
+
+
+def test_plugin_serves_attention_python_loader(attention_logdir):
+    logdir, expected = attention_logdir
+    check_served(python_loader_get(logdir), expected)
 
 
 def test_plugin_serves_attention_rustboard(attention_logdir):
@@ -343,13 +348,7 @@ def check_tokens_served(get, expected):
 
 def test_plugin_serves_tokens_python_loader(tokens_logdir):
     logdir, expected = tokens_logdir
-    client = Client(make_wsgi_app(logdir))
-
-    def get(path):
-        response = client.get(path)
-        return response.status_code, response.get_data()
-
-    check_tokens_served(get, expected)
+    check_tokens_served(python_loader_get(logdir), expected)
 
 
 def test_plugin_serves_tokens_rustboard(tokens_logdir):

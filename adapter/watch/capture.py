@@ -167,6 +167,7 @@ class ForwardCapture:
         self._mode_owner = None  # attention stack depth whose module entered the mode
         self._outputs_on_end = outputs_on_end
         self._guarded = guarded
+        self._accelerated = defer  # the kernels of immediate measurements
         self._deferred = deferred.DeferredOutputs(defer)
         self._functional = functional.FunctionalCapture(
             modules.get("named", ()), plan.functional, modules["activations"],
@@ -245,7 +246,7 @@ class ForwardCapture:
             state = self._state()
             if self._measuring() and state is not None and isinstance(output, torch.Tensor) \
                     and output.numel() and not self._deferred.offer(deferred.COUNTS, index, output):
-                self._guarded(count_activation, state, index, output, self._deferred.enabled)
+                self._guarded(count_activation, state, index, output, self._accelerated)
 
         return hook
 
@@ -264,7 +265,7 @@ class ForwardCapture:
             tensor = first_tensor(output)
             if tensor is not None and tensor.numel() and tensor.is_floating_point() \
                     and not self._deferred.offer(deferred.STATS, index, tensor):
-                self._guarded(add_module_stats, state, index, tensor, self._deferred.enabled)
+                self._guarded(add_module_stats, state, index, tensor, self._accelerated)
 
         return hook
 

@@ -54,24 +54,15 @@ def reductions(grads, params, before, heatmaps, heat_params, lengths=None):
       before: Their values before the step; overwritten with the update.
       heatmaps: The `pooling.HeatmapPlan` of `heat_params`.
       heat_params: Every watched parameter (the heatmaps').
-      lengths: The gradients' numels (an int64 device tensor), for a graph: NaN/Inf are then
-        counted over the gradients laid end to end, in a few kernels (the
-        two list-level calls of the eager path launch a few per gradient,
-        which a graph replays as device time).
+      lengths: The gradients' numels (an int64 device tensor), for a graph:
+        see `reduce.nonfinite_counts`.
 
     Returns:
       `[1-D float32 tensor]`, one per `SEGMENTS` entry.
     """
     with torch.no_grad():
         stats = reduce.gradient_statistics(grads, fused=True)
-        if lengths is None:
-            nonfinite = reduce.nonfinite_counts(grads)
-        else:
-            flat = torch.cat([grad.reshape(-1) for grad in grads])
-            bad = torch.isfinite(flat).logical_not_().float()
-            # unsafe: lengths are the numels by construction (the safe path
-            # reads them back to the host).
-            nonfinite = torch.segment_reduce(bad, "sum", lengths=lengths, unsafe=True)
+        nonfinite = reduce.nonfinite_counts(grads, lengths=lengths)
         norms_before = reduce.squared_l2_norms(before, fused=True)
         torch._foreach_sub_(before, params)
         norms_update = reduce.squared_l2_norms(before, fused=True)
