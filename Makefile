@@ -57,7 +57,7 @@ TB_OLDEST_DESELECT := \
 
 .PHONY: setup setup-tb-oldest browser demo serve test test-python test-tb-oldest test-js benchmark benchmark-gpu gpu-check proto clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(VENV)/.fused
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,12 @@ $(VENV)/.installed: setup.py
 	# The oldest protobuf setup.py allows, beside the venv: tests import
 	# our generated code under it (the venv itself has the newest).
 	$(PY) -m pip install --quiet --no-deps --target $(VENV)/protobuf-oldest "protobuf==$(PROTOBUF_OLDEST)"
+	touch $@
+
+# The C extension (adapter/_fused.c, built in place by the editable install):
+# rebuilt when its source changes.
+$(VENV)/.fused: adapter/_fused.c | $(VENV)/.installed
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
 setup-tb-oldest: $(OLDEST_VENV)/.installed

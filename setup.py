@@ -6,7 +6,19 @@ One import namespace, as DESIGN.md lays it out:
   frontend/  -> torch_visualization/frontend   (ES modules served by the plugin)
 """
 
-from setuptools import setup
+import sys
+
+from setuptools import Extension, setup
+
+# One-pass CPU statistics for watch() (adapter/_fused.c, plain C, no torch
+# headers). Optional: where no C compiler is found the package installs
+# without it and watch() computes the same statistics with PyTorch ops.
+FUSED = Extension(
+    "torch_visualization._fused",
+    sources=["adapter/_fused.c"],
+    extra_compile_args=[] if sys.platform == "win32" else ["-O3", "-std=c11", "-Wno-psabi"],
+    optional=True,
+)
 
 setup(
     name="torch-visualization",
@@ -37,6 +49,7 @@ setup(
         "torch_visualization.frontend": ["*.js", "*.css", "views/*.js"],
     },
     include_package_data=False,
+    ext_modules=[FUSED],
     install_requires=[
         # torch is deliberately not listed: users install the build that fits
         # their hardware (see README); the plugin side never imports it.

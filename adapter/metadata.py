@@ -15,6 +15,11 @@ from tensorboard.compat.proto import summary_pb2
 
 from torch_visualization import plugin_data_pb2
 
+try:  # C float16 encoding (adapter/_fused.c, torch-free); numpy where not built
+    from torch_visualization import _fused
+except ImportError:
+    _fused = None
+
 PLUGIN_NAME = "torch_visualization"
 
 # Bump when PluginData changes meaning; readers skip newer content.
@@ -268,6 +273,19 @@ def encode_heatmap_grid(grid):
     rows, cols = grid.shape
     if cols < _RANGE_ENTRIES or rows == 0:
         return grid
+    if _fused is not None:
+        # The same encoding in C (adapter/_fused.c): two passes, no temporaries,
+        # the GIL released (this runs beside training on the writer thread).
+        grid = np.ascontiguousarray(grid)
+        encoded = np.empty((rows + 1, cols), dtype=np.float16)
+        return encoded if _fused.encode_heatmap(grid, rows, encoded) else grid
+    return _encode_heatmap_numpy(grid)
+
+
+def _encode_heatmap_numpy(grid):
+    """`encode_heatmap_grid` of a float32 `[rows, cols]` grid (cols >= 4)
+    with numpy alone (where `_fused` was not built)."""
+    rows, cols = grid.shape
     # This runs on the writer thread for every heatmap of every logging step
     # (beside training, on the same cores): few passes over the grid. min and
     # max propagate NaN/Inf, so finite ones mean every cell is finite.

@@ -165,26 +165,33 @@ class HeatmapPlan:
             self._groups[keyed[key]][0].append(index)
         # Tensor indices in the order `flat_grids` lays their grids out.
         self.order = [index for indices, *_ in self._groups for index in indices]
+        self._alone = {indices[0]: (rows, cols, out_rows, out_cols)
+                       for indices, rows, cols, out_rows, out_cols in self._groups if len(indices) == 1}
         self.scales = [1.0] * self.count
         for indices, rows, cols, out_rows, out_cols in self._groups:
             scale = _block_scale(rows, out_rows) * _block_scale(cols, out_cols)
             for index in indices:
                 self.scales[index] = scale
 
-    def flat_grids(self, tensors):
+    def flat_grids(self, tensors, pooled_already=None):
         """Pools `tensors` (same shapes as planned) into float32 1-D pieces,
         one per group of same-shaped tensors; concatenated, they hold each
         tensor's grid, row-major, in `self.order` (block sums: see `scales`).
+        `pooled_already`: `{index: grid}` of tensors pooled elsewhere by this
+        rule (fused.py), used as they are.
 
         No per-tensor views or selects: on a launch-bound accelerator every
         host-side op counts (ResNet-50 has 161 parameters).
         """
         if len(tensors) != self.count:
             raise ValueError("heatmap plan: %d tensors given, %d planned" % (len(tensors), self.count))
+        pooled_already = pooled_already or {}
         pieces = []
         with torch.no_grad():
             for indices, rows, cols, out_rows, out_cols in self._groups:
-                if len(indices) == 1:
+                if len(indices) == 1 and indices[0] in pooled_already:
+                    pooled = pooled_already[indices[0]]
+                elif len(indices) == 1:
                     # A view where reshape allows one (a 2-D tensor, even a
                     # transposed one, stays itself).
                     matrix = tensors[indices[0]].reshape(rows, cols)
@@ -195,6 +202,11 @@ class HeatmapPlan:
                     pooled = _pool_batch(stacked.reshape(-1, rows, cols), out_rows, out_cols)
                 pieces.append(pooled.reshape(-1))
         return pieces
+
+    def alone(self, index):
+        """`(rows, cols, out_rows, out_cols)` of tensor `index` when it is
+        pooled alone (a group of one, as on the CPU), else None."""
+        return self._alone.get(index)
 
 
 def _block_scale(size, out):

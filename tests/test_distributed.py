@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
-from conftest import free_port, leave_process_group
+from conftest import end_rank, free_port, spawn_ranks
 from torch_visualization import distributed, pooling
 
 WORLD = 2
@@ -32,7 +31,7 @@ pytestmark = pytest.mark.skipif(
 def spawn(worker, *args):
     """Runs `worker(rank, port, *args)` on 2 gloo ranks; raises if one fails."""
     markers = tempfile.mkdtemp(prefix="tv-ranks-")
-    mp.spawn(_bootstrap, args=(worker, free_port(), markers, args), nprocs=WORLD, join=True)
+    spawn_ranks(_bootstrap, WORLD, (worker, free_port(), markers, args), markers)
 
 
 def _bootstrap(rank, worker, port, markers, args):
@@ -46,7 +45,7 @@ def _bootstrap(rank, worker, port, markers, args):
     except BaseException:
         dist.destroy_process_group()
         raise
-    leave_process_group(rank, WORLD, markers)
+    end_rank(rank, WORLD, markers)
 
 
 # -- models and data shared by both sides ----------------------------------

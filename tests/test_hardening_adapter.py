@@ -226,11 +226,13 @@ def _event_file(writer):
 
 
 def _fill_disk(writer):
-    """The event file is appended to by name, record by record: from now on
-    the writer thread writes to /dev/full (ENOSPC)."""
-    path = _event_file(writer)
-    os.remove(path)
-    os.symlink("/dev/full", path)
+    """The event file stays open: its descriptor now refers to /dev/full, so
+    the writer thread's next write() fails with ENOSPC, as on a full disk."""
+    full = os.open("/dev/full", os.O_WRONLY)
+    try:
+        os.dup2(full, writer._sink._file._file.fileno())
+    finally:
+        os.close(full)
 
 
 def _train_with_failing_disk(tmp_path, break_file):

@@ -16,8 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from conftest import free_port, leave_process_group
-from torch_visualization import SummaryWriter, metadata, pooling, read, reduce
+from conftest import end_rank, free_port, spawn_ranks
+from torch_visualization import SummaryWriter, fused, metadata, pooling, read, reduce
 from torch_visualization.watch import decode as watch_decode
 from torch_visualization.watch import reducer as watch_reducer
 
@@ -149,13 +149,16 @@ def assert_logged_equals(got, expected):
                                        err_msg="%s at step %d" % (tag, step))
 
 
-@pytest.fixture(params=["cpu-kernels", "accelerator-kernels"])
+@pytest.fixture(params=["cpu-kernels", "cpu-pytorch-ops", "accelerator-kernels"])
 def kernels(request, monkeypatch):
-    """Runs a test with the CPU-tuned kernels and with the accelerator path
-    (fused _foreach launches, NaN/Inf counted on the device, batched pooling)
-    on CPU tensors: CI has no GPU, and this is how it tests CUDA's path."""
+    """Runs a test with the CPU kernels (the one-pass C kernels of fused.py
+    where they apply), with the CPU's PyTorch ops alone (what a build without
+    the C extension does), and with the accelerator path (fused _foreach
+    launches, NaN/Inf counted on the device, batched pooling) on CPU tensors:
+    CI has no GPU, and this is how it tests CUDA's path."""
     monkeypatch.setattr(watch_reducer, "ACCELERATOR_PATH_ON_CPU",
                         request.param == "accelerator-kernels")
+    monkeypatch.setattr(fused, "ENABLED", request.param == "cpu-kernels")
     return request.param
 
 
@@ -503,16 +506,15 @@ def _ddp_rank(rank, port, logdir):
     except BaseException:
         dist.destroy_process_group()
         raise
-    leave_process_group(rank, 2, logdir)
+    end_rank(rank, 2, logdir)
 
 
 def test_ddp_only_rank_zero_does_logging_work(tmp_path):
     import torch.distributed as dist
-    import torch.multiprocessing as mp
 
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("this torch build has no torch.distributed with gloo")
-    mp.spawn(_ddp_rank, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
+    spawn_ranks(_ddp_rank, 2, (free_port(), str(tmp_path)), str(tmp_path))
     status = {rank: (tmp_path / ("rank%d.txt" % rank)).read_text() for rank in (0, 1)}
     assert status[0].startswith("True 2 ")
     # Rank 1 keeps its hooks (the logging steps end in an all_reduce of the

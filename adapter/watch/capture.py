@@ -24,7 +24,7 @@ import warnings
 
 import torch
 
-from torch_visualization import reduce
+from torch_visualization import fused, reduce
 from torch_visualization.watch import attention, deferred, functional
 from torch_visualization.watch import plan as plans
 from torch_visualization.watch import tokens
@@ -41,22 +41,43 @@ def _compiling():
 # -- the device work of each measurement (into the step's StepState) ----------
 
 
-def count_activation(state, index, output, accelerated=False):
+def count_activation(state, index, output, accelerated=False, module=None):
     """Counts the nonzero outputs of activation module `index` (`accelerated`:
-    the kernel accelerators take, also on CPU tensors)."""
+    the kernel accelerators take, also on CPU tensors). On the CPU the one
+    pass (fused.py) also gives the output's statistics: kept for `module`'s
+    statistics hook, which runs next for the same output."""
+    row = None if accelerated else fused.output_statistics(output)
+    if row is not None:
+        if module is not None:
+            state.output_row = (module, output, row)
+        state.activations.append((index, row[3], output.numel()))
+        return
     with torch.no_grad():
         state.activations.append((index, reduce.nonzero_count(output, fused=accelerated),
                                   output.numel()))
 
 
-def add_module_stats(state, index, output, accelerated=False):
+def add_module_stats(state, index, output, accelerated=False, module=None):
     """L2 norm and the extremes (or max |x|) of a module's output (residual
     stream), reduced over the tensor as it lies: a channels-last activation
     reshaped to 1-D would first be copied whole (on a GPU that copy cost
-    more than the statistics). A contiguous float32 CPU tensor takes a BLAS
-    dot (about twice as fast there as the generic norm kernel). `accelerated`:
-    the kernels accelerators take, also on CPU tensors (watch's test seam)."""
+    more than the statistics). A contiguous float32 CPU tensor is read once
+    for all three (fused.py; an activation module's row comes from its zero
+    count), otherwise a BLAS dot, amin and amax. `accelerated`: the kernels
+    accelerators take, also on CPU tensors (watch's test seam)."""
     cpu = output.device.type == "cpu" and not accelerated
+    row, memo = None, state.output_row
+    if memo is not None:
+        state.output_row = None
+        # This module's own zero count of this very output, just now (its
+        # hooks run back to back): nothing ran in between to change it.
+        if memo[0] is module and memo[1] is output:
+            row = memo[2]
+    if row is None and cpu:
+        row = fused.output_statistics(output)
+    if row is not None:
+        state.module_stats.append((index, row[0], row[1], row[2], output.numel()))
+        return
     with torch.no_grad():
         if output.dtype == torch.float32 and cpu and output.is_contiguous():
             flat = output.view(-1)
@@ -246,7 +267,7 @@ class ForwardCapture:
             state = self._state()
             if self._measuring() and state is not None and isinstance(output, torch.Tensor) \
                     and output.numel() and not self._deferred.offer(deferred.COUNTS, index, output):
-                self._guarded(count_activation, state, index, output, self._accelerated)
+                self._guarded(count_activation, state, index, output, self._accelerated, module)
 
         return hook
 
@@ -265,7 +286,7 @@ class ForwardCapture:
             tensor = first_tensor(output)
             if tensor is not None and tensor.numel() and tensor.is_floating_point() \
                     and not self._deferred.offer(deferred.STATS, index, tensor):
-                self._guarded(add_module_stats, state, index, tensor, self._accelerated)
+                self._guarded(add_module_stats, state, index, tensor, self._accelerated, module)
 
         return hook
 

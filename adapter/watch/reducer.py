@@ -16,8 +16,8 @@ import dataclasses
 import numpy as np
 import torch
 
-from torch_visualization import distributed, pooling, reduce
-from torch_visualization.watch import functional
+from torch_visualization import distributed, fused, pooling, reduce
+from torch_visualization.watch import outputs
 from torch_visualization.watch import packet as packets
 from torch_visualization.watch import plan as plans
 from torch_visualization.watch import replay as replays
@@ -77,6 +77,8 @@ class StepState:
     stepped: set = dataclasses.field(default_factory=set)  # optimizers whose update is measured
     measured: set = dataclasses.field(default_factory=set)  # grad positions already read
     replayed: object = None  # (vector, layout) of replay.ParameterReplay, if it ran
+    output_row: object = None  # (module, output, row): an activation's one-pass row for its stat hook
+    grids: dict = dataclasses.field(default_factory=dict)  # param index -> heatmap grid pooled already
 
 
 class StepReducer:
@@ -94,6 +96,7 @@ class StepReducer:
         self.roles = roles
         self._params = params
         self._grad_params = grad_params
+        self._param_index = {id(param): index for index, param in enumerate(params)}
         self.device = params[0].device
         # Kernels for accelerators (fused launches, counts on the device) or
         # tuned for the CPU (BLAS dots, kept buffers, NaN/Inf read on the host).
@@ -201,10 +204,33 @@ class StepReducer:
                 deltas = [old - new for old, new in zip(before, params)]
                 norms = distributed.squared_l2_norms(before + deltas)
             else:
-                norms = [self._squared_norms(before)]
-                torch._foreach_sub_(before, params)
-                norms.append(self._squared_norms(before))
+                # CPU float32: one pass over each pair (fused.py) that also
+                # pools the stepped weights' heatmaps.
+                together = None if self.accelerated else self._fused_update(state, positions, before, params)
+                if together is not None:
+                    norms = [together]
+                else:
+                    norms = [self._squared_norms(before)]
+                    torch._foreach_sub_(before, params)
+                    norms.append(self._squared_norms(before))
         state.update_groups.append(("u%d" % group, positions, norms))
+
+    def _fused_update(self, state, positions, before, params):
+        """Update norms in one pass per weight, pooling its heatmap grid
+        (kept in `state.grids` for `finish`) in the same pass; None where
+        fused.py does not apply."""
+        indices = [self._param_index.get(id(param)) for param in params]
+        specs = []
+        for index in indices:
+            alone = None if index is None or self._heatmaps is None else self._heatmaps.alone(index)
+            specs.append(None if alone is None else (alone[0], alone[2], alone[3]))
+        result = fused.update_statistics(before, params, specs)
+        if result is None:
+            return None
+        norms, pooled = result
+        for pair, grid in pooled.items():
+            state.grids[indices[pair]] = grid
+        return norms
 
     def _squared_norms(self, tensors):
         by_device = reduce.by_device(tensors)
@@ -247,6 +273,10 @@ class StepReducer:
 
     def _statistics(self, grads, key):
         if not self.accelerated and grads[0].device.type == "cpu":
+            # One pass per gradient for all four (fused.py), where it applies.
+            together = fused.gradient_statistics(grads)
+            if together is not None:
+                return together
             stats = reduce.gradient_statistics(grads, fused=False, scratch=self._scratch(grads))
             # CPU results are already there (no sync to read them), so only
             # gradients whose max |g| is not finite get counted.
@@ -280,8 +310,7 @@ class StepReducer:
         """The rest of the device work; returns the `Packet` (None on ranks
         that do not write, once their collectives are done)."""
         if self.roles.sync:
-            self._sum_across_ranks(state, class_width)  # COLLECTIVE
-            self._combine_output_statistics(state)  # COLLECTIVE
+            outputs.combine_across_ranks(self.plan, state, class_width, self.device)  # COLLECTIVE
             if not self.roles.measures_parameters:
                 return None  # DDP ranks != 0: their share is done
         builder = packets.PacketBuilder()
@@ -294,10 +323,9 @@ class StepReducer:
                 if norms is not None:
                     builder.add("updates." + suffix, norms)
             if state.activations:
-                builder.add("activations", reduce.stack_scalars(
-                    [count if count.device == self.device else count.to(self.device)
-                     for _, count, _ in state.activations]))
-            module_indices, module_rows, module_numels = self._module_rows(state)
+                builder.add("activations", outputs.vector(
+                    [count for _, count, _ in state.activations], self.device))
+            module_indices, module_rows, module_numels = outputs.module_rows(state, self.device)
             if module_indices:
                 builder.add("module_stats", module_rows.reshape(-1))
             for index, (maps, entropy, _) in sorted(state.attention.items()):
@@ -320,7 +348,7 @@ class StepReducer:
                     return None  # FSDP ranks != 0: no host copy, no writing
                 builder.add("heatmaps", grids)
             else:
-                builder.add("heatmaps", self._heatmaps.flat_grids(self._params))
+                builder.add("heatmaps", self._heatmaps.flat_grids(self._params, state.grids))
         buffer, ready, segments = builder.build(self.device)
         return packets.Packet(
             step=step,
@@ -339,58 +367,3 @@ class StepReducer:
             heatmaps=self.heatmap_entries,
             heatmap_scales=self.heatmap_scales,
         )
-
-    def _module_rows(self, state):
-        """`(indices, rows, numels)`: the sums of squares, minima and maxima
-        of the measured module outputs as a `[3, entries]` float32 tensor
-        (stacked once per logging step, not per module) and their element
-        counts on the host; once combined over ranks, `[4, modules]` rows
-        with the counts as the fourth, and numels None."""
-        if state.module_rows is not None:
-            return state.module_rows + (None,)
-        if not state.module_stats:
-            return [], None, None
-        columns = list(zip(*state.module_stats))
-        squares = reduce.stack_scalars(list(columns[1])).square_()  # one op, not one per module
-        rows = torch.stack([squares] + [reduce.stack_scalars(list(column)) for column in columns[2:4]])
-        return list(columns[0]), rows, list(columns[4])
-
-    def _sum_across_ranks(self, state, class_width):
-        """This rank's output and activation counts -> the global batch's.
-
-        ONE all_reduce on every rank (COLLECTIVE); the results stay on the
-        device. Afterwards `class_sum` holds the global mean softmax
-        (`class_samples` 1) and each activation module has one entry whose
-        count is its global nonzero fraction (numel 1).
-        """
-        # With the functional ReLU sites (a COLLECTIVE the first time).
-        modules = functional.zero_counts_across_ranks(self.plan, state, self.device)
-        class_sum = None
-        # Every rank decides this the same way (same model, same outputs).
-        if class_width:
-            class_sum = state.class_sum
-            if class_sum is None:
-                class_sum = torch.zeros(class_width, device=self.device)
-        else:
-            state.class_samples = 0  # never log one rank's share alone
-        if class_sum is None and not modules:
-            return
-        class_mean, nonzero = distributed.sum_step_counts(
-            class_sum, state.class_samples, state.activations, modules, device=self.device
-        )
-        if class_mean is not None:
-            state.class_sum, state.class_samples = class_mean, 1
-        state.activations = [(index, nonzero[index], 1) for index in range(modules)]
-
-    def _combine_output_statistics(self, state):
-        """Block outputs and sequence statistics of the global batch: sums of
-        squares, counts and entropies added, maxima taken (COLLECTIVE: one SUM
-        and one MAX all_reduce), one entry per module afterwards."""
-        count = len(self.plan.stat_names)
-        if not count and not self.plan.classes:
-            return
-        per_module, sequence = distributed.combine_output_statistics(
-            state.module_stats, count, state.sequence, device=self.device
-        )
-        state.module_rows = (list(range(count)), per_module)
-        state.sequence = sequence

@@ -1,0 +1,904 @@
+/* One-pass CPU statistics for watch()'s logging steps.
+ *
+ * Eager PyTorch reads a tensor once per statistic (a dot product, |x| into a
+ * buffer, its sum, its max, a NaN/Inf count), one dispatched call each. These
+ * kernels read each float32 tensor ONCE for all its statistics, in one call
+ * for a whole list, with the GIL released (the writer thread runs meanwhile).
+ *
+ * Numerics: float32 lanes (16 at a time) summed into doubles every BLOCK
+ * elements, so results are at least as accurate as PyTorch's float32 ones.
+ * NaN and Inf behave as PyTorch's: sums become NaN/Inf, and a NaN anywhere
+ * makes the maximum (and minimum) NaN, as amax/amin do.
+ *
+ * Inputs are objects with the buffer protocol (a CPU tensor's .numpy()):
+ * C-contiguous float32. The Python side (fused.py) decides which tensors
+ * qualify and falls back to PyTorch otherwise.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#define BLOCK 1024 /* elements per float32 partial sum (64 per lane) */
+
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(__clang__)
+/* An AVX2 build beside the baseline one, picked at load time (glibc ifunc). */
+#define MULTIVERSION __attribute__((target_clones("avx2", "default")))
+#else
+#define MULTIVERSION
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define HAVE_VECTORS 1
+typedef float vf __attribute__((vector_size(32)));
+typedef int32_t vi __attribute__((vector_size(32)));
+#define LANES 8
+
+static inline __attribute__((always_inline)) vf load(const float *p) {
+    vf v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline __attribute__((always_inline)) vf vabs(vf v) {
+    const vi mask = {0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff,
+                     0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff};
+    return (vf)((vi)v & mask);
+}
+
+/* where(take, a, b) for comparison masks (all bits set or clear). */
+static inline __attribute__((always_inline)) vf pick(vi take, vf a, vf b) {
+    return (vf)(((vi)a & take) | ((vi)b & ~take));
+}
+
+static inline __attribute__((always_inline)) double hsum(vf v) {
+    double s = 0.0;
+    for (int i = 0; i < LANES; i++) s += v[i];
+    return s;
+}
+
+static inline __attribute__((always_inline)) float hmax(vf v, float start) {
+    for (int i = 0; i < LANES; i++) start = v[i] > start ? v[i] : start;
+    return start;
+}
+
+static inline __attribute__((always_inline)) float hmin(vf v, float start) {
+    for (int i = 0; i < LANES; i++) start = v[i] < start ? v[i] : start;
+    return start;
+}
+
+static inline __attribute__((always_inline)) int64_t hcount(vi v) {
+    int64_t s = 0;
+    for (int i = 0; i < LANES; i++) s -= v[i]; /* masks are -1 */
+    return s;
+}
+#else
+#define HAVE_VECTORS 0
+#endif
+
+/* -- kernels (no Python objects: they run without the GIL) ---------------- */
+
+/* NaN/Inf elements of x (a second pass, only where the sums say so). */
+static int64_t count_nonfinite(const float *x, Py_ssize_t n) {
+    int64_t bad = 0;
+    for (Py_ssize_t i = 0; i < n; i++) bad += !(x[i] - x[i] == 0.0f);
+    return bad;
+}
+
+/* The elements [i, n) after a vector loop, then gradient_kernel's results. */
+static void gradient_tail(const float *x, Py_ssize_t i, Py_ssize_t n, double squares, double sums,
+                          float top, double out[4]) {
+    for (; i < n; i++) {
+        float v = x[i], a = fabsf(v);
+        squares += (double)v * v;
+        sums += a;
+        if (a > top) top = a;
+    }
+    out[0] = squares;
+    out[1] = sums;
+    out[2] = isnan(squares) ? NAN : top; /* a NaN makes the sum of squares NaN */
+    /* A NaN or Inf makes the sums NaN or Inf: count only then. */
+    out[3] = isfinite(squares) && isfinite(sums) ? 0.0 : (double)count_nonfinite(x, n);
+}
+
+/* out: sum of squares, sum of |x|, max |x|, count of NaN/Inf. */
+MULTIVERSION
+static void gradient_kernel_generic(const float *x, Py_ssize_t n, double out[4]) {
+    double squares = 0.0, sums = 0.0;
+    float top = 0.0f;
+    Py_ssize_t i = 0;
+#if HAVE_VECTORS
+    /* Four independent accumulators of each kind: the max's compare and
+     * select would otherwise chain one iteration to the next. */
+    vf top_a = {0}, top_b = {0}, top_c = {0}, top_d = {0};
+    while (i + 4 * LANES <= n) {
+        Py_ssize_t end = i + BLOCK < n ? i + BLOCK : n;
+        vf sq_a = {0}, sq_b = {0}, sq_c = {0}, sq_d = {0};
+        vf ab_a = {0}, ab_b = {0}, ab_c = {0}, ab_d = {0};
+        for (; i + 4 * LANES <= end; i += 4 * LANES) {
+            vf a = load(x + i), b = load(x + i + LANES);
+            vf c = load(x + i + 2 * LANES), d = load(x + i + 3 * LANES);
+            vf aa = vabs(a), bb = vabs(b), cc = vabs(c), dd = vabs(d);
+            sq_a += a * a;
+            sq_b += b * b;
+            sq_c += c * c;
+            sq_d += d * d;
+            ab_a += aa;
+            ab_b += bb;
+            ab_c += cc;
+            ab_d += dd;
+            top_a = pick(aa > top_a, aa, top_a); /* NaN compares false */
+            top_b = pick(bb > top_b, bb, top_b);
+            top_c = pick(cc > top_c, cc, top_c);
+            top_d = pick(dd > top_d, dd, top_d);
+        }
+        squares += hsum(sq_a) + hsum(sq_b) + hsum(sq_c) + hsum(sq_d);
+        sums += hsum(ab_a) + hsum(ab_b) + hsum(ab_c) + hsum(ab_d);
+    }
+    top = hmax(top_d, hmax(top_c, hmax(top_b, hmax(top_a, top))));
+#endif
+    gradient_tail(x, i, n, squares, sums, top, out);
+}
+
+/* out: sum of squares of old, sum of squares of (old - new). */
+MULTIVERSION
+static void update_kernel_generic(const float *old, const float *new_, Py_ssize_t n, double out[2]) {
+    double base = 0.0, delta = 0.0;
+    Py_ssize_t i = 0;
+#if HAVE_VECTORS
+    while (i + 2 * LANES <= n) {
+        Py_ssize_t end = i + BLOCK < n ? i + BLOCK : n;
+        vf base_a = {0}, base_b = {0}, delta_a = {0}, delta_b = {0};
+        for (; i + 2 * LANES <= end; i += 2 * LANES) {
+            vf a = load(old + i), b = load(old + i + LANES);
+            vf da = a - load(new_ + i), db = b - load(new_ + i + LANES);
+            base_a += a * a;
+            base_b += b * b;
+            delta_a += da * da;
+            delta_b += db * db;
+        }
+        base += hsum(base_a) + hsum(base_b);
+        delta += hsum(delta_a) + hsum(delta_b);
+    }
+#endif
+    for (; i < n; i++) {
+        float d = old[i] - new_[i];
+        base += (double)old[i] * old[i];
+        delta += (double)d * d;
+    }
+    out[0] = base;
+    out[1] = delta;
+}
+
+/* The dispatching forms (AVX2 where the CPU has it), defined below. */
+static void update_kernel(const float *old, const float *new_, Py_ssize_t n, double out[2]);
+
+/* A heatmap grid to pool a matrix into (see pooling.py): cells are block
+ * SUMS along an axis that divides evenly and adaptive-pooling MEANS along
+ * one that does not (the bins PyTorch's adaptive_avg_pool2d uses). */
+typedef struct {
+    float *out;                 /* out_rows x out_cols, row-major */
+    Py_ssize_t rows, cols;      /* the matrix view */
+    Py_ssize_t out_rows, out_cols;
+} Grid;
+
+static void bin_bounds(Py_ssize_t size, Py_ssize_t out, Py_ssize_t i, Py_ssize_t *start,
+                       Py_ssize_t *end) {
+    *start = (i * size) / out;
+    *end = ((i + 1) * size + out - 1) / out;
+}
+
+MULTIVERSION
+static void add_row(float *restrict acc, const float *restrict row, Py_ssize_t n) {
+    for (Py_ssize_t c = 0; c < n; c++) acc[c] += row[c];
+}
+
+/* Rows of one row bin summed into `acc` (cols floats), then its cells. */
+static void finish_row_bin(const Grid *g, const float *acc, Py_ssize_t bin, Py_ssize_t rows_in_bin) {
+    int rows_even = g->rows % g->out_rows == 0, cols_even = g->cols % g->out_cols == 0;
+    for (Py_ssize_t j = 0; j < g->out_cols; j++) {
+        Py_ssize_t start, end;
+        bin_bounds(g->cols, g->out_cols, j, &start, &end);
+        float cell = 0.0f;
+        for (Py_ssize_t c = start; c < end; c++) cell += acc[c];
+        if (!cols_even) cell /= (float)(end - start);
+        if (!rows_even) cell /= (float)rows_in_bin;
+        g->out[bin * g->out_cols + j] = cell;
+    }
+}
+
+/* update_kernel over a matrix, pooling `new_` into `g` in the same pass:
+ * each row is read once for both (a row shared by two bins twice, from
+ * cache). `acc`: cols floats of scratch. */
+static void update_pool_kernel(const float *old, const float *new_, const Grid *g, float *acc,
+                               double out[2]) {
+    Py_ssize_t counted = 0; /* rows before it are in the update sums */
+    out[0] = out[1] = 0.0;
+    for (Py_ssize_t i = 0; i < g->out_rows; i++) {
+        Py_ssize_t start, end;
+        bin_bounds(g->rows, g->out_rows, i, &start, &end);
+        memset(acc, 0, (size_t)g->cols * sizeof(float));
+        for (Py_ssize_t r = start; r < end; r++) {
+            const float *row = new_ + r * g->cols;
+            if (r >= counted) {
+                double part[2];
+                update_kernel(old + r * g->cols, row, g->cols, part);
+                out[0] += part[0];
+                out[1] += part[1];
+                counted = r + 1;
+            }
+            add_row(acc, row, g->cols);
+        }
+        finish_row_bin(g, acc, i, end - start);
+    }
+}
+
+/* The elements [i, n) after a vector loop, then output_kernel's results. */
+static void output_tail(const float *x, Py_ssize_t i, Py_ssize_t n, double squares, float low,
+                        float high, int64_t nonzero, double out[4]) {
+    for (; i < n; i++) {
+        float v = x[i];
+        squares += (double)v * v;
+        if (v < low) low = v;
+        if (v > high) high = v;
+        if (v != 0.0f) nonzero++;
+    }
+    out[0] = sqrt(squares);
+    out[1] = isnan(squares) ? NAN : low;
+    out[2] = isnan(squares) ? NAN : high;
+    out[3] = (double)nonzero;
+}
+
+/* out: L2 norm, min, max, count of nonzero elements (NaN counts). n > 0. */
+MULTIVERSION
+static void output_kernel_generic(const float *x, Py_ssize_t n, double out[4]) {
+    double squares = 0.0;
+    float low = INFINITY, high = -INFINITY;
+    int64_t nonzero = 0;
+    Py_ssize_t i = 0;
+#if HAVE_VECTORS
+    /* Two independent accumulators of each kind (see gradient_kernel). */
+    const vf zero = {0};
+    vf low_a = {INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY};
+    vf low_b = low_a, high_a = -low_a, high_b = -low_a;
+    while (i + 2 * LANES <= n) {
+        Py_ssize_t end = i + BLOCK < n ? i + BLOCK : n;
+        vf sq_a = {0}, sq_b = {0};
+        vi count_a = {0}, count_b = {0};
+        for (; i + 2 * LANES <= end; i += 2 * LANES) {
+            vf a = load(x + i), b = load(x + i + LANES);
+            sq_a += a * a;
+            sq_b += b * b;
+            low_a = pick(a < low_a, a, low_a);
+            low_b = pick(b < low_b, b, low_b);
+            high_a = pick(a > high_a, a, high_a);
+            high_b = pick(b > high_b, b, high_b);
+            count_a += (a != zero); /* NaN != 0 */
+            count_b += (b != zero);
+        }
+        squares += hsum(sq_a) + hsum(sq_b);
+        nonzero += hcount(count_a) + hcount(count_b);
+    }
+    low = hmin(low_b, hmin(low_a, low));
+    high = hmax(high_b, hmax(high_a, high));
+#endif
+    output_tail(x, i, n, squares, low, high, nonzero, out);
+}
+
+/* -- AVX2 forms of the two compare-heavy kernels ---------------------------
+ *
+ * Portable vector C has no min/max: a compare and a select stand in (three
+ * instructions, one of them two uops), which made the kernels above
+ * compute-bound at ~10 GB/s. On x86-64 with AVX2, vminps/vmaxps do it in
+ * one. Same results: min/max ignore NaN here as the selects do (a NaN is
+ * reported through the sum of squares below), sums are summed per block
+ * into doubles.
+ */
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#define HAVE_AVX2_KERNELS 1
+
+/* Block partials go into double (and 64-bit count) vectors: a few
+ * instructions, no stores (a per-block horizontal sum cost more than the
+ * block's own loads). */
+#define AVX2_INLINE static inline __attribute__((target("avx2"), always_inline))
+
+AVX2_INLINE __m256d widen_add(__m256d acc, __m256 v) {
+    acc = _mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+    return _mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+}
+
+AVX2_INLINE __m256i widen_count(__m256i acc, __m256i masks) { /* masks are -1 */
+    acc = _mm256_sub_epi64(acc, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(masks)));
+    return _mm256_sub_epi64(acc, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(masks, 1)));
+}
+
+AVX2_INLINE double total_pd(__m256d v) {
+    double lanes[4];
+    _mm256_storeu_pd(lanes, v);
+    return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+}
+
+AVX2_INLINE int64_t total_epi64(__m256i v) {
+    int64_t lanes[4];
+    _mm256_storeu_si256((__m256i *)lanes, v);
+    return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+}
+
+AVX2_INLINE float extreme(__m256 v, int want_max) {
+    float lanes[8];
+    _mm256_storeu_ps(lanes, v);
+    float r = lanes[0];
+    for (int i = 1; i < 8; i++) r = want_max ? (lanes[i] > r ? lanes[i] : r) : (lanes[i] < r ? lanes[i] : r);
+    return r;
+}
+
+__attribute__((target("avx2")))
+static void gradient_kernel_avx2(const float *x, Py_ssize_t n, double out[4]) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 top[4];
+    __m256d squares_d = _mm256_setzero_pd(), sums_d = _mm256_setzero_pd();
+    for (int j = 0; j < 4; j++) top[j] = _mm256_setzero_ps();
+    Py_ssize_t i = 0;
+    while (i + 32 <= n) {
+        Py_ssize_t end = i + BLOCK < n ? i + BLOCK : n;
+        __m256 sq[4], ab[4];
+        for (int j = 0; j < 4; j++) sq[j] = ab[j] = _mm256_setzero_ps();
+        for (; i + 32 <= end; i += 32) {
+            for (int j = 0; j < 4; j++) {
+                __m256 v = _mm256_loadu_ps(x + i + 8 * j);
+                __m256 a = _mm256_andnot_ps(sign, v);
+                sq[j] = _mm256_add_ps(sq[j], _mm256_mul_ps(v, v));
+                ab[j] = _mm256_add_ps(ab[j], a);
+                top[j] = _mm256_max_ps(a, top[j]); /* a NaN a keeps top */
+            }
+        }
+        squares_d = widen_add(squares_d, _mm256_add_ps(_mm256_add_ps(sq[0], sq[1]), _mm256_add_ps(sq[2], sq[3])));
+        sums_d = widen_add(sums_d, _mm256_add_ps(_mm256_add_ps(ab[0], ab[1]), _mm256_add_ps(ab[2], ab[3])));
+    }
+    double squares = total_pd(squares_d), sums = total_pd(sums_d);
+    float biggest = extreme(_mm256_max_ps(_mm256_max_ps(top[0], top[1]), _mm256_max_ps(top[2], top[3])), 1);
+    gradient_tail(x, i, n, squares, sums, biggest, out);
+}
+
+__attribute__((target("avx2")))
+static void update_kernel_avx2(const float *old, const float *new_, Py_ssize_t n, double out[2]) {
+    __m256d base_d = _mm256_setzero_pd(), delta_d = _mm256_setzero_pd();
+    Py_ssize_t i = 0;
+    while (i + 32 <= n) {
+        Py_ssize_t end = i + BLOCK < n ? i + BLOCK : n;
+        __m256 base[4], delta[4];
+        for (int j = 0; j < 4; j++) base[j] = delta[j] = _mm256_setzero_ps();
+        for (; i + 32 <= end; i += 32) {
+            for (int j = 0; j < 4; j++) {
+                __m256 a = _mm256_loadu_ps(old + i + 8 * j);
+                __m256 d = _mm256_sub_ps(a, _mm256_loadu_ps(new_ + i + 8 * j));
+                base[j] = _mm256_add_ps(base[j], _mm256_mul_ps(a, a));
+                delta[j] = _mm256_add_ps(delta[j], _mm256_mul_ps(d, d));
+            }
+        }
+        base_d = widen_add(base_d, _mm256_add_ps(_mm256_add_ps(base[0], base[1]), _mm256_add_ps(base[2], base[3])));
+        delta_d = widen_add(delta_d, _mm256_add_ps(_mm256_add_ps(delta[0], delta[1]), _mm256_add_ps(delta[2], delta[3])));
+    }
+    double base_sum = total_pd(base_d), delta_sum = total_pd(delta_d);
+    for (; i < n; i++) {
+        float d = old[i] - new_[i];
+        base_sum += (double)old[i] * old[i];
+        delta_sum += (double)d * d;
+    }
+    out[0] = base_sum;
+    out[1] = delta_sum;
+}
+
+__attribute__((target("avx2")))
+static void output_kernel_avx2(const float *x, Py_ssize_t n, double out[4]) {
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 low[4], high[4];
+    __m256d squares_d = _mm256_setzero_pd();
+    __m256i nonzero_q = _mm256_setzero_si256();
+    for (int j = 0; j < 4; j++) {
+        low[j] = _mm256_set1_ps(INFINITY);
+        high[j] = _mm256_set1_ps(-INFINITY);
+    }
+    Py_ssize_t i = 0;
+    while (i + 32 <= n) {
+        Py_ssize_t end = i + BLOCK < n ? i + BLOCK : n;
+        __m256 sq[4];
+        __m256i count[4];
+        for (int j = 0; j < 4; j++) {
+            sq[j] = zero;
+            count[j] = _mm256_setzero_si256();
+        }
+        for (; i + 32 <= end; i += 32) {
+            for (int j = 0; j < 4; j++) {
+                __m256 v = _mm256_loadu_ps(x + i + 8 * j);
+                sq[j] = _mm256_add_ps(sq[j], _mm256_mul_ps(v, v));
+                low[j] = _mm256_min_ps(v, low[j]); /* a NaN v keeps low */
+                high[j] = _mm256_max_ps(v, high[j]);
+                /* unordered: NaN != 0 counts */
+                count[j] = _mm256_add_epi32(count[j], _mm256_castps_si256(_mm256_cmp_ps(v, zero, _CMP_NEQ_UQ)));
+            }
+        }
+        squares_d = widen_add(squares_d, _mm256_add_ps(_mm256_add_ps(sq[0], sq[1]), _mm256_add_ps(sq[2], sq[3])));
+        nonzero_q = widen_count(nonzero_q, _mm256_add_epi32(_mm256_add_epi32(count[0], count[1]),
+                                                             _mm256_add_epi32(count[2], count[3])));
+    }
+    double squares = total_pd(squares_d);
+    int64_t nonzero = total_epi64(nonzero_q);
+    float lowest = extreme(_mm256_min_ps(_mm256_min_ps(low[0], low[1]), _mm256_min_ps(low[2], low[3])), 0);
+    float highest = extreme(_mm256_max_ps(_mm256_max_ps(high[0], high[1]), _mm256_max_ps(high[2], high[3])), 1);
+    output_tail(x, i, n, squares, lowest, highest, nonzero, out);
+}
+#else
+#define HAVE_AVX2_KERNELS 0
+#endif
+
+static int use_avx2(void) {
+#if HAVE_AVX2_KERNELS
+    static int known = -1;
+    if (known < 0) known = __builtin_cpu_supports("avx2") ? 1 : 0;
+    return known;
+#else
+    return 0;
+#endif
+}
+
+static void gradient_kernel(const float *x, Py_ssize_t n, double out[4]) {
+#if HAVE_AVX2_KERNELS
+    if (use_avx2()) {
+        gradient_kernel_avx2(x, n, out);
+        return;
+    }
+#endif
+    gradient_kernel_generic(x, n, out);
+}
+
+static void update_kernel(const float *old, const float *new_, Py_ssize_t n, double out[2]) {
+#if HAVE_AVX2_KERNELS
+    if (use_avx2()) {
+        update_kernel_avx2(old, new_, n, out);
+        return;
+    }
+#endif
+    update_kernel_generic(old, new_, n, out);
+}
+
+static void output_kernel(const float *x, Py_ssize_t n, double out[4]) {
+#if HAVE_AVX2_KERNELS
+    if (use_avx2()) {
+        output_kernel_avx2(x, n, out);
+        return;
+    }
+#endif
+    output_kernel_generic(x, n, out);
+}
+
+/* -- buffers ------------------------------------------------------------- */
+
+/* A C-contiguous float32 view of `obj` (writable if asked); 0 or -1. */
+static int float_buffer(PyObject *obj, Py_buffer *view, int writable, const char *what) {
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0) return -1;
+    if (view->itemsize != 4 || view->format == NULL || strcmp(view->format, "f") != 0) {
+        PyErr_Format(PyExc_TypeError, "%s: expected float32 data, got format %s", what,
+                     view->format ? view->format : "(none)");
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+/* Buffers of every item of `sequence`; returns the count or -1. */
+static Py_ssize_t float_buffers(PyObject *sequence, Py_buffer **views, const char *what) {
+    PyObject *items = PySequence_Fast(sequence, "expected a sequence of float32 arrays");
+    if (items == NULL) return -1;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(items);
+    *views = PyMem_Calloc(count ? count : 1, sizeof(Py_buffer));
+    if (*views == NULL) {
+        Py_DECREF(items);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t k = 0; k < count; k++) {
+        if (float_buffer(PySequence_Fast_GET_ITEM(items, k), &(*views)[k], 0, what) < 0) {
+            for (Py_ssize_t j = 0; j < k; j++) PyBuffer_Release(&(*views)[j]);
+            PyMem_Free(*views);
+            *views = NULL;
+            Py_DECREF(items);
+            return -1;
+        }
+    }
+    Py_DECREF(items);
+    return count;
+}
+
+static void release_all(Py_buffer *views, Py_ssize_t count) {
+    for (Py_ssize_t k = 0; k < count; k++) PyBuffer_Release(&views[k]);
+    PyMem_Free(views);
+}
+
+static Py_ssize_t elements(const Py_buffer *view) { return view->len / 4; }
+
+/* -- Python functions ------------------------------------------------------ */
+
+PyDoc_STRVAR(gradient_statistics_doc,
+"gradient_statistics(arrays, out)\n\n"
+"For n float32 arrays, writes into the float32 buffer `out` (4 n values)\n"
+"[sums of squares | sums of |x| | max |x| | NaN/Inf counts], one pass each.");
+
+static PyObject *gradient_statistics(PyObject *self, PyObject *args) {
+    PyObject *arrays, *out_obj;
+    if (!PyArg_ParseTuple(args, "OO:gradient_statistics", &arrays, &out_obj)) return NULL;
+    Py_buffer *views, out;
+    Py_ssize_t count = float_buffers(arrays, &views, "gradient_statistics");
+    if (count < 0) return NULL;
+    if (float_buffer(out_obj, &out, 1, "gradient_statistics out") < 0) {
+        release_all(views, count);
+        return NULL;
+    }
+    if (elements(&out) != 4 * count) {
+        PyErr_Format(PyExc_ValueError, "gradient_statistics: out holds %zd values, %zd needed",
+                     elements(&out), 4 * count);
+    } else {
+        float *o = out.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t k = 0; k < count; k++) {
+            double r[4];
+            gradient_kernel(views[k].buf, elements(&views[k]), r);
+            for (int row = 0; row < 4; row++) o[row * count + k] = (float)r[row];
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&out);
+    release_all(views, count);
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(update_statistics_doc,
+"update_statistics(olds, news, out, grids=None)\n\n"
+"For n pairs of equally long float32 arrays, writes into `out` (2 n values)\n"
+"[sums of squares of old | sums of squares of (old - new)], one pass each.\n"
+"`grids`: None or, per pair, None or (grid, rows, out_rows, out_cols): `new`\n"
+"viewed as `rows` rows is pooled into the float32 buffer `grid` in the same\n"
+"pass (block sums along an axis that divides evenly, bin means otherwise).");
+
+/* Parses one (grid, rows, out_rows, out_cols) for an array of n values. */
+static int parse_grid(PyObject *item, Py_ssize_t n, Grid *grid, Py_buffer *view) {
+    PyObject *buffer;
+    Py_ssize_t rows, out_rows, out_cols;
+    if (!PyArg_ParseTuple(item, "Onnn:update_statistics grid", &buffer, &rows, &out_rows, &out_cols))
+        return -1;
+    if (rows < 1 || n % rows != 0 || out_rows < 1 || out_rows > rows || out_cols < 1
+        || out_cols > n / rows) {
+        PyErr_Format(PyExc_ValueError,
+                     "update_statistics: cannot pool %zd values as %zd rows into %zd x %zd",
+                     n, rows, out_rows, out_cols);
+        return -1;
+    }
+    if (float_buffer(buffer, view, 1, "update_statistics grid") < 0) return -1;
+    if (elements(view) != out_rows * out_cols) {
+        PyErr_Format(PyExc_ValueError, "update_statistics: a %zd x %zd grid needs %zd values, got %zd",
+                     out_rows, out_cols, out_rows * out_cols, elements(view));
+        PyBuffer_Release(view);
+        return -1;
+    }
+    grid->out = view->buf;
+    grid->rows = rows;
+    grid->cols = n / rows;
+    grid->out_rows = out_rows;
+    grid->out_cols = out_cols;
+    return 0;
+}
+
+static PyObject *update_statistics(PyObject *self, PyObject *args) {
+    PyObject *olds_obj, *news_obj, *out_obj, *grids_obj = Py_None, *grid_items = NULL;
+    if (!PyArg_ParseTuple(args, "OOO|O:update_statistics", &olds_obj, &news_obj, &out_obj, &grids_obj))
+        return NULL;
+    Py_buffer *olds = NULL, *news = NULL, *grid_views = NULL, out;
+    Grid *grids = NULL;
+    char *pooled = NULL;
+    Py_ssize_t count = -1, other = -1, widest = 0;
+    int have_out = 0;
+    count = float_buffers(olds_obj, &olds, "update_statistics");
+    if (count < 0) goto done;
+    other = float_buffers(news_obj, &news, "update_statistics");
+    if (other < 0) goto done;
+    if (float_buffer(out_obj, &out, 1, "update_statistics out") < 0) goto done;
+    have_out = 1;
+    if (other != count) {
+        PyErr_Format(PyExc_ValueError, "update_statistics: %zd old and %zd new arrays", count, other);
+        goto done;
+    }
+    if (elements(&out) != 2 * count) {
+        PyErr_Format(PyExc_ValueError, "update_statistics: out holds %zd values, %zd needed",
+                     elements(&out), 2 * count);
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < count; k++) {
+        if (olds[k].len != news[k].len) {
+            PyErr_Format(PyExc_ValueError, "update_statistics: pair %zd has %zd and %zd values",
+                         k, elements(&olds[k]), elements(&news[k]));
+            goto done;
+        }
+    }
+    grids = PyMem_Calloc(count ? count : 1, sizeof(Grid));
+    grid_views = PyMem_Calloc(count ? count : 1, sizeof(Py_buffer));
+    pooled = PyMem_Calloc(count ? count : 1, 1);
+    if (grids == NULL || grid_views == NULL || pooled == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (grids_obj != Py_None) {
+        grid_items = PySequence_Fast(grids_obj, "update_statistics: grids must be a sequence");
+        if (grid_items == NULL) goto done;
+        if (PySequence_Fast_GET_SIZE(grid_items) != count) {
+            PyErr_Format(PyExc_ValueError, "update_statistics: %zd grids for %zd pairs",
+                         PySequence_Fast_GET_SIZE(grid_items), count);
+            goto done;
+        }
+        for (Py_ssize_t k = 0; k < count; k++) {
+            PyObject *item = PySequence_Fast_GET_ITEM(grid_items, k);
+            if (item == Py_None) continue;
+            if (parse_grid(item, elements(&news[k]), &grids[k], &grid_views[k]) < 0) goto done;
+            pooled[k] = 1;
+            if (grids[k].cols > widest) widest = grids[k].cols;
+        }
+    }
+    {
+        float *o = out.buf;
+        float *acc = widest ? PyMem_RawMalloc((size_t)widest * sizeof(float)) : NULL;
+        if (widest && acc == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t k = 0; k < count; k++) {
+            double r[2];
+            if (pooled[k])
+                update_pool_kernel(olds[k].buf, news[k].buf, &grids[k], acc, r);
+            else
+                update_kernel(olds[k].buf, news[k].buf, elements(&olds[k]), r);
+            o[k] = (float)r[0];
+            o[count + k] = (float)r[1];
+        }
+        Py_END_ALLOW_THREADS
+        PyMem_RawFree(acc);
+    }
+done:
+    if (grid_views != NULL) {
+        for (Py_ssize_t k = 0; k < count; k++)
+            if (pooled != NULL && pooled[k]) PyBuffer_Release(&grid_views[k]);
+    }
+    PyMem_Free(grid_views);
+    PyMem_Free(grids);
+    PyMem_Free(pooled);
+    Py_XDECREF(grid_items);
+    if (have_out) PyBuffer_Release(&out);
+    if (olds != NULL) release_all(olds, count);
+    if (news != NULL) release_all(news, other);
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(output_statistics_doc,
+"output_statistics(array) -> (norm, min, max, nonzero)\n\n"
+"The L2 norm, minimum, maximum and number of nonzero elements (NaN counts)\n"
+"of a non-empty float32 array as Python floats, in one pass.");
+
+static PyObject *output_statistics(PyObject *self, PyObject *array_obj) {
+    Py_buffer array;
+    if (float_buffer(array_obj, &array, 0, "output_statistics") < 0) return NULL;
+    if (elements(&array) == 0) {
+        PyBuffer_Release(&array);
+        PyErr_SetString(PyExc_ValueError, "output_statistics: the array is empty");
+        return NULL;
+    }
+    double r[4];
+    Py_BEGIN_ALLOW_THREADS
+    output_kernel(array.buf, elements(&array), r);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&array);
+    return Py_BuildValue("(dddd)", r[0], r[1], r[2], r[3]);
+}
+
+/* -- float16 heatmap encoding (metadata.encode_heatmap_grid) -------------- */
+
+/* float32 bits -> float16 bits, rounded to nearest even as numpy's cast
+ * (npy_floatbits_to_halfbits); NaN stays NaN, overflow becomes +-Inf. */
+static uint16_t half_bits(uint32_t f) {
+    uint16_t sign = (uint16_t)((f & 0x80000000u) >> 16);
+    uint32_t exponent = f & 0x7f800000u, significand;
+    if (exponent >= 0x47800000u) {
+        if (exponent == 0x7f800000u && (f & 0x007fffffu)) {
+            uint16_t nan = (uint16_t)(0x7c00u + ((f & 0x007fffffu) >> 13));
+            return (uint16_t)(sign + (nan == 0x7c00u ? 0x7c01u : nan));
+        }
+        return (uint16_t)(sign + 0x7c00u);
+    }
+    if (exponent <= 0x38000000u) {
+        if (exponent < 0x33000000u) return sign;
+        exponent >>= 23;
+        significand = 0x00800000u + (f & 0x007fffffu);
+        significand >>= (113 - exponent);
+        if (((significand & 0x00003fffu) != 0x00001000u) || (f & 0x000007ffu))
+            significand += 0x00001000u;
+        return (uint16_t)(sign + (significand >> 13));
+    }
+    significand = f & 0x007fffffu;
+    if ((significand & 0x00003fffu) != 0x00001000u) significand += 0x00001000u;
+    return (uint16_t)(sign + ((exponent - 0x38000000u) >> 13) + (significand >> 13));
+}
+
+static uint32_t float_bits(float value) {
+    uint32_t bits;
+    memcpy(&bits, &value, sizeof bits);
+    return bits;
+}
+
+/* min and max of the finite cells (low > high: none is finite). */
+MULTIVERSION
+static void finite_range(const float *x, Py_ssize_t n, float *low_out, float *high_out) {
+    float low = INFINITY, high = -INFINITY;
+    Py_ssize_t i = 0;
+#if HAVE_VECTORS
+    vf low_v = {INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY};
+    vf high_v = -low_v;
+    const vf zero = {0};
+    for (; i + LANES <= n; i += LANES) {
+        vf v = load(x + i);
+        vi finite = (v - v) == zero; /* false for NaN and +-Inf */
+        low_v = pick(finite & (v < low_v), v, low_v);
+        high_v = pick(finite & (v > high_v), v, high_v);
+    }
+    low = hmin(low_v, low);
+    high = hmax(high_v, high);
+#endif
+    for (; i < n; i++) {
+        float v = x[i];
+        if (v - v == 0.0f) {
+            if (v < low) low = v;
+            if (v > high) high = v;
+        }
+    }
+    *low_out = low;
+    *high_out = high;
+}
+
+/* Whether a cell has 0 < |x| < floor. */
+MULTIVERSION
+static int any_tiny(const float *x, Py_ssize_t n, float floor) {
+    Py_ssize_t i = 0;
+#if HAVE_VECTORS
+    const vf zero = {0};
+    const vf lower = {floor, floor, floor, floor, floor, floor, floor, floor};
+    vi tiny = {0};
+    for (; i + LANES <= n; i += LANES) {
+        vf a = vabs(load(x + i));
+        tiny |= (a < lower) & (a != zero);
+    }
+    for (int lane = 0; lane < LANES; lane++)
+        if (tiny[lane]) return 1;
+#endif
+    for (; i < n; i++) {
+        float a = fabsf(x[i]);
+        if (a < floor && a != 0.0f) return 1;
+    }
+    return 0;
+}
+
+/* o[i] = float16 bits of x[i] * 2**k (exact before the rounding: the scaled
+ * cells are zeros or float32 normals, see encode_heatmap). */
+static void scaled_halves_portable(const float *x, Py_ssize_t n, int k, uint16_t *o) {
+    const double scale = ldexp(1.0, k); /* 2**k may not be a float32 */
+    for (Py_ssize_t i = 0; i < n; i++) o[i] = half_bits(float_bits((float)(x[i] * scale)));
+}
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+/* F16C: 8 conversions per instruction, rounded to nearest even as above. */
+__attribute__((target("avx,f16c")))
+static void scaled_halves_f16c(const float *x, Py_ssize_t n, int k, uint16_t *o) {
+    const float scale = ldexpf(1.0f, k);
+    const __m256 factor = _mm256_set1_ps(scale);
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), factor);
+        _mm_storeu_si128((__m128i *)(o + i), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+    }
+    for (; i < n; i++) o[i] = half_bits(float_bits(x[i] * scale));
+}
+
+static void scaled_halves(const float *x, Py_ssize_t n, int k, uint16_t *o) {
+    if (k >= -126 && k <= 127 && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx"))
+        scaled_halves_f16c(x, n, k, o);
+    else
+        scaled_halves_portable(x, n, k, o);
+}
+#else
+#define scaled_halves scaled_halves_portable
+#endif
+
+PyDoc_STRVAR(encode_heatmap_doc,
+"encode_heatmap(grid, rows, out) -> bool\n\n"
+"metadata.encode_heatmap_grid's float16 form of a float32 grid of `rows`\n"
+"rows (at least 4 columns) written into `out` ((rows + 1) x cols uint16\n"
+"values); False (out untouched) where the grid must stay float32.");
+
+static PyObject *encode_heatmap(PyObject *self, PyObject *args) {
+    PyObject *grid_obj, *out_obj;
+    Py_ssize_t rows;
+    if (!PyArg_ParseTuple(args, "OnO:encode_heatmap", &grid_obj, &rows, &out_obj)) return NULL;
+    Py_buffer grid, out;
+    if (float_buffer(grid_obj, &grid, 0, "encode_heatmap") < 0) return NULL;
+    if (PyObject_GetBuffer(out_obj, &out, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&grid);
+        return NULL;
+    }
+    Py_ssize_t n = elements(&grid), cols = rows > 0 ? n / rows : 0;
+    int encoded = 0;
+    if (rows < 1 || cols < 4 || cols * rows != n) {
+        PyErr_Format(PyExc_ValueError, "encode_heatmap: %zd values are not %zd rows of >= 4", n, rows);
+    } else if (out.len != (rows + 1) * cols * 2) {
+        PyErr_Format(PyExc_ValueError, "encode_heatmap: out holds %zd bytes, %zd needed",
+                     out.len, (rows + 1) * cols * 2);
+    } else {
+        const float *x = grid.buf;
+        uint16_t *o = out.buf;
+        Py_BEGIN_ALLOW_THREADS
+        float low, high;
+        finite_range(x, n, &low, &high);
+        int any_finite = low <= high;
+        float vmin = any_finite ? low : NAN, vmax = any_finite ? high : NAN;
+        int k = 0, fits = 1;
+        if (any_finite) {
+            float top = -vmin > vmax ? -vmin : vmax;
+            if (top > 0.0f) {
+                int e;
+                frexpf(top, &e);
+                k = 15 - e; /* top * 2**k in [2**14, 2**15) */
+            }
+            /* Every nonzero finite cell, so scaled, must be a float16 normal
+             * (and is a float32 normal): else the float32 grid is kept. */
+            int floor_exponent = -14 - k > -126 ? -14 - k : -126;
+            fits = !any_tiny(x, n, ldexpf(1.0f, floor_exponent));
+        }
+        if (fits) {
+            scaled_halves(x, n, k, o);
+            memset(o + n, 0, (size_t)cols * sizeof(uint16_t));
+            uint32_t low_bits = float_bits(vmin), high_bits = float_bits(vmax);
+            /* The exact float32 range as little-endian 16-bit halves. */
+            o[n] = (uint16_t)(low_bits & 0xffffu);
+            o[n + 1] = (uint16_t)(low_bits >> 16);
+            o[n + 2] = (uint16_t)(high_bits & 0xffffu);
+            o[n + 3] = (uint16_t)(high_bits >> 16);
+            encoded = 1;
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&grid);
+    if (PyErr_Occurred()) return NULL;
+    return PyBool_FromLong(encoded);
+}
+
+static PyMethodDef methods[] = {
+    {"gradient_statistics", gradient_statistics, METH_VARARGS, gradient_statistics_doc},
+    {"update_statistics", update_statistics, METH_VARARGS, update_statistics_doc},
+    {"output_statistics", output_statistics, METH_O, output_statistics_doc},
+    {"encode_heatmap", encode_heatmap, METH_VARARGS, encode_heatmap_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_fused",
+    "One-pass float32 statistics for watch() on the CPU (see fused.py).", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__fused(void) { return PyModule_Create(&module); }

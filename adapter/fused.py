@@ -1,0 +1,102 @@
+"""One-pass CPU statistics: the `_fused` C kernels behind a torch-facing API.
+
+On the CPU a logging step is bound by passes over memory and by calls, not
+by arithmetic: eager PyTorch reads a gradient once for its dot product, once
+for |g|, once for the sum, once for the max, each a dispatched call.
+`_fused` (adapter/_fused.c, plain C built at install time) reads each
+float32 tensor once for all its statistics, a whole list per call, with the
+GIL released.
+
+Each function returns None when it does not apply (the extension was not
+built, `ENABLED` is off, or a tensor is not a contiguous float32 CPU tensor);
+the caller then computes the same values with PyTorch (reduce.py), and the
+tests compare both paths.
+"""
+
+from __future__ import annotations
+
+import torch
+
+try:
+    from torch_visualization import _fused
+except ImportError:  # built without a C compiler: PyTorch ops do the work
+    _fused = None
+
+# Test seam and switch: off, every caller takes its PyTorch path.
+ENABLED = True
+
+
+def available():
+    """Whether the one-pass kernels are built and switched on."""
+    return _fused is not None and ENABLED
+
+
+def applies(tensors):
+    """Whether every tensor is one the kernels read: a contiguous, non-empty
+    float32 CPU tensor (other dtypes, layouts and devices go to PyTorch)."""
+    return available() and all(
+        t.device.type == "cpu" and t.dtype == torch.float32 and t.layout == torch.strided
+        and t.is_contiguous() and t.numel() for t in tensors)
+
+
+def _arrays(tensors):
+    return [t.detach().numpy() for t in tensors]
+
+
+def gradient_statistics(tensors):
+    """`(statistics, nonfinite)` of non-empty tensors, or None.
+
+    `statistics` is `reduce.gradient_statistics`'s 1-D float32 layout
+    `[sq_sum... | abs_sum... | abs_max...]`, `nonfinite` the NaN/Inf count of
+    each tensor (what `reduce.nonfinite_counts` returns): two views of one
+    fresh tensor, each tensor read once.
+    """
+    if not tensors or not applies(tensors):
+        return None
+    count = len(tensors)
+    out = torch.empty(4 * count, dtype=torch.float32)
+    _fused.gradient_statistics(_arrays(tensors), out.numpy())
+    return out[:3 * count], out[3 * count:]
+
+
+def update_statistics(before, after, grids=None):
+    """`[sum of squares of before... | of (before - after)...]` (float32,
+    2 n values; `before` is left as it is), or None. The pairs must match
+    in shape.
+
+    `grids`: None or, per pair, None or `(rows, out_rows, out_cols)`: `after`
+    viewed as a `rows`-row matrix is also pooled into an `out_rows x
+    out_cols` grid by pooling.py's rule (block sums where an axis divides
+    evenly, adaptive-pooling means otherwise) in the same pass. Returns
+    `(statistics, {pair index: 1-D grid})` then.
+    """
+    if not before or len(before) != len(after) or not applies(before) or not applies(after):
+        return None
+    if any(old.shape != new.shape for old, new in zip(before, after)):
+        return None
+    out = torch.empty(2 * len(before), dtype=torch.float32)
+    if grids is None:
+        _fused.update_statistics(_arrays(before), _arrays(after), out.numpy())
+        return out
+    pooled, specs = {}, []
+    for index, grid in enumerate(grids):
+        if grid is None:
+            specs.append(None)
+            continue
+        rows, out_rows, out_cols = grid
+        pooled[index] = torch.empty(out_rows * out_cols, dtype=torch.float32)
+        specs.append((pooled[index].numpy(), rows, out_rows, out_cols))
+    _fused.update_statistics(_arrays(before), _arrays(after), out.numpy(), specs)
+    return out, pooled
+
+
+def output_statistics(tensor):
+    """`(L2 norm, min, max, nonzero count)` of a non-empty tensor as Python
+    floats (the CPU has them at once: no tensor per module), or None. NaN
+    counts as nonzero and makes the norm, min and max NaN, as PyTorch's
+    reductions do."""
+    if not (_fused is not None and ENABLED and tensor.dtype is torch.float32
+            and tensor.device.type == "cpu" and tensor.layout is torch.strided
+            and tensor.is_contiguous() and tensor.numel()):
+        return None
+    return _fused.output_statistics(tensor.detach().numpy())

@@ -1,0 +1,264 @@
+"""The one-pass CPU kernels (adapter/_fused.c through fused.py) give what
+the PyTorch path gives, and watch() logs the same values with and without
+them on real model shapes.
+
+The extension is part of the build (setup.py): a checkout where it did not
+compile fails here rather than silently testing only the fallback.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from torch_visualization import SummaryWriter, fused, metadata, pooling, read, reduce
+
+SPECIAL = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
+
+
+def tensors(seed=0):
+    """Gradient-like tensors: sizes around the kernels' 8/32-lane loops and
+    their 1024-element blocks (tails), one large, one of one element."""
+    generator = torch.Generator().manual_seed(seed)
+    shapes = [(1,), (7,), (31,), (33,), (1023,), (1025,), (64, 70), (3, 5, 3, 3), (300, 2049)]
+    return [torch.randn(shape, generator=generator) * 10 ** (index % 5 - 2)
+            for index, shape in enumerate(shapes)]
+
+
+def test_the_extension_is_built():
+    assert fused.available(), "torch_visualization._fused did not build (see setup.py)"
+
+
+@pytest.mark.parametrize("special", [None, "nan", "inf", "-inf", "both"])
+def test_gradient_statistics_equal_pytorchs(special):
+    grads = tensors()
+    if special == "both":
+        grads[4][3] = float("nan")
+        grads[4][1000] = float("inf")
+        grads[8][2, 5] = float("-inf")
+    elif special:
+        grads[5][1024] = SPECIAL[special]  # the scalar tail
+        grads[8][100, 7] = SPECIAL[special]  # the vector loop
+    stats, nonfinite = fused.gradient_statistics(grads)
+    want = reduce.gradient_statistics(grads, fused=False)
+    np.testing.assert_allclose(stats.numpy(), want.numpy(), rtol=2e-6)
+    np.testing.assert_array_equal(nonfinite.numpy(), reduce.nonfinite_counts(grads).numpy())
+    # Every NaN/Inf is counted and the other tensors have none.
+    assert nonfinite.sum().item() == {None: 0, "both": 3}.get(special, 2)
+
+
+def test_update_statistics_equal_pytorchs_and_leave_the_weights_alone():
+    after = tensors(1)
+    before = [t + 1e-3 * torch.randn_like(t) for t in after]
+    kept = [t.clone() for t in before]
+    got = fused.update_statistics(before, after)
+    want = torch.cat([reduce.squared_l2_norms(before, fused=False),
+                      reduce.squared_l2_norms([b - a for b, a in zip(before, after)], fused=False)])
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=2e-5)
+    for old, copy in zip(before, kept):
+        assert torch.equal(old, copy)
+
+
+@pytest.mark.parametrize("shape, max_cells", [
+    ((512, 784), 64),  # rows divide evenly (block sums), columns do not (bin means)
+    ((100, 70), 64),  # neither divides: bins overlap by one row / column
+    ((64, 64), 64),  # the grid is the matrix itself
+    ((5, 3, 3, 3), 4),  # a conv weight's matrix view [5, 27]
+    ((4096,), 64),  # a bias: one row
+    ((1, 1), 8),
+    ((3, 2000), (2, 7)),
+])
+def test_pooling_in_the_update_pass_equals_the_heatmap_plan(shape, max_cells):
+    generator = torch.Generator().manual_seed(3)
+    after = [torch.randn(shape, generator=generator)]
+    after[0].view(-1)[len(after[0].view(-1)) // 3] = float("nan")  # stays inside its bins
+    before = [after[0] + 1]
+    plan = pooling.HeatmapPlan(after, max_cells)
+    rows, _, out_rows, out_cols = plan.alone(0)
+    norms, grids = fused.update_statistics(before, after, [(rows, out_rows, out_cols)])
+    (want,) = plan.flat_grids(after)
+    np.testing.assert_allclose(grids[0].numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    assert np.isnan(grids[0].numpy()).sum() == np.isnan(want.numpy()).sum() >= 1
+    # The NaN weight makes its update NaN; the weights before are finite.
+    np.testing.assert_allclose(norms.numpy(), [float(before[0].double().square().sum()), np.nan],
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("special", [None, "nan", "inf", "-inf"])
+def test_output_statistics_equal_pytorchs(special):
+    output = torch.relu(torch.randn(37, 129, generator=torch.Generator().manual_seed(4)))
+    output[0, 0] = -0.0
+    output[3, 3] = -2.5
+    if special:
+        output[20, 100] = SPECIAL[special]
+    norm, low, high, nonzero = fused.output_statistics(output)
+    assert nonzero == int((output != 0).sum())  # NaN counts as nonzero
+    for got, want in ((norm, output.double().norm()), (low, output.amin()), (high, output.amax())):
+        want = float(want)
+        assert (np.isnan(got) and np.isnan(want)) or got == pytest.approx(want, rel=1e-6)
+
+
+def test_the_pytorch_path_takes_what_the_kernels_do_not_read():
+    contiguous = torch.randn(8, 9)
+    for other in (contiguous.t(), contiguous.double(), contiguous.bfloat16(), torch.empty(0),
+                  contiguous.to_sparse()):
+        assert fused.gradient_statistics([contiguous, other]) is None
+        assert fused.update_statistics([other], [other]) is None
+        assert fused.output_statistics(other) is None
+    assert fused.update_statistics([contiguous], [contiguous.reshape(9, 8)]) is None
+
+
+def test_switched_off_nothing_is_computed(monkeypatch):
+    monkeypatch.setattr(fused, "ENABLED", False)
+    assert fused.gradient_statistics([torch.ones(3)]) is None
+    assert fused.output_statistics(torch.ones(3)) is None
+
+
+def test_bad_arguments_are_clear_errors():
+    from torch_visualization import _fused
+
+    values = np.ones(8, dtype=np.float32)
+    with pytest.raises(TypeError, match="float32"):
+        _fused.output_statistics(np.ones(8))
+    with pytest.raises(ValueError, match="empty"):
+        _fused.output_statistics(np.ones(0, dtype=np.float32))
+    with pytest.raises(ValueError, match="out holds 3 values, 4 needed"):
+        _fused.gradient_statistics([values], np.empty(3, dtype=np.float32))
+    with pytest.raises(ValueError, match="1 old and 2 new"):
+        _fused.update_statistics([values], [values, values], np.empty(2, dtype=np.float32))
+    with pytest.raises(ValueError, match="cannot pool 8 values as 3 rows"):
+        _fused.update_statistics([values], [values], np.empty(2, dtype=np.float32),
+                                 [(np.empty(1, dtype=np.float32), 3, 1, 1)])
+
+
+# -- float16 heatmaps -------------------------------------------------------------
+
+
+def _grids():
+    rng = np.random.default_rng(5)
+    for trial in range(400):
+        rows, cols = int(rng.integers(1, 70)), int(rng.integers(4, 70))
+        grid = (rng.standard_normal((rows, cols)) * 10.0 ** rng.integers(-30, 30)).astype(np.float32)
+        kind = trial % 9
+        if kind == 1:
+            grid[rng.integers(0, rows), rng.integers(0, cols)] = np.nan
+        elif kind == 2:
+            grid[0, 0], grid[-1, -1] = np.inf, -np.inf
+        elif kind == 3:
+            grid[:] = np.nan
+        elif kind == 4:
+            grid.flat[1] = grid.flat[0] * 1e-9  # too small beside the largest: float32 kept
+        elif kind == 5:
+            grid[:] = 0.0
+        elif kind == 6:
+            grid = np.round(grid * 4) / 4  # exact ties of the float16 rounding
+        elif kind == 7:
+            grid = (np.abs(grid) + 1) * np.float32(1.5e-38)  # 2**k beyond float32: the portable path
+        elif kind == 8:
+            grid[:] = -3.0
+        yield grid.astype(np.float32)
+
+
+def test_c_heatmap_encoding_equals_numpys():
+    kept = encoded = 0
+    for grid in _grids():
+        got, want = metadata.encode_heatmap_grid(grid), metadata._encode_heatmap_numpy(grid)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        if got.dtype == np.float32:
+            kept += 1
+            np.testing.assert_array_equal(got, want)
+            continue
+        encoded += 1
+        cells, want_cells = got[:-1], want[:-1]
+        nan = np.isnan(cells)
+        np.testing.assert_array_equal(nan, np.isnan(want_cells))
+        # Bit for bit (NaN payloads aside), so the plugin reads the same.
+        np.testing.assert_array_equal(cells.view(np.uint16)[~nan], want_cells.view(np.uint16)[~nan])
+        (grid_got, range_got), (grid_want, range_want) = (
+            metadata.decode_heatmap_values(got), metadata.decode_heatmap_values(want))
+        np.testing.assert_array_equal(grid_got, grid_want)
+        assert range_got == range_want
+    assert kept and encoded
+
+
+# -- watch() with and without the kernels ------------------------------------------
+
+
+class _TiedLM(nn.Module):
+    """Embedding tied to the output head, a conv over positions, a 0-d gain."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(50, 24)
+        self.conv = nn.Conv1d(24, 24, 3, padding=1)
+        self.gain = nn.Parameter(torch.tensor(1.5))
+        self.head = nn.Linear(24, 50, bias=False)
+        self.head.weight = self.embed.weight
+
+    def forward(self, tokens):
+        x = self.embed(tokens)
+        x = F.relu(self.conv(x.transpose(1, 2))).transpose(1, 2) * self.gain
+        return self.head(x)
+
+
+def _train(logdir, model_fn, batches, calls):
+    torch.manual_seed(0)
+    model = model_fn()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    writer = SummaryWriter(logdir)
+    writer.watch(model, optimizer, log_every=2, outputs="classes")
+    for x, y in batches:
+        optimizer.zero_grad()
+        out = model(x)
+        F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1)).backward()
+        optimizer.step()
+    writer.close()
+    return read(os.path.dirname(logdir))[os.path.basename(logdir)]
+
+
+def _cnn():
+    # An in-place ReLU rewrites the conv output its stat hook just read.
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+                         nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(16 * 4 * 4, 10))
+
+
+@pytest.mark.parametrize("name", ["cnn", "tied_lm"])
+def test_watch_logs_the_same_values_with_and_without_the_kernels(tmp_path, monkeypatch, name):
+    generator = torch.Generator().manual_seed(6)
+    if name == "cnn":
+        model_fn = _cnn
+        batches = [(torch.randn(16, 3, 8, 8, generator=generator),
+                    torch.randint(0, 10, (16,), generator=generator)) for _ in range(5)]
+    else:
+        model_fn = _TiedLM
+        batches = [(torch.randint(0, 50, (4, 12), generator=generator),
+                    torch.randint(0, 50, (4, 12), generator=generator)) for _ in range(5)]
+    calls = {"gradient": 0, "update": 0, "output": 0}
+    for kind in calls:
+        original = getattr(fused, kind + "_statistics")
+
+        def counted(*args, _original=original, _kind=kind, **kwargs):
+            result = _original(*args, **kwargs)
+            calls[_kind] += result is not None
+            return result
+
+        monkeypatch.setattr(fused, kind + "_statistics", counted)
+    got = _train(str(tmp_path / "one_pass" / "run"), model_fn, batches, calls)
+    assert all(calls.values()), calls  # the kernels did the work
+    monkeypatch.setattr(fused, "ENABLED", False)
+    want = _train(str(tmp_path / "pytorch" / "run"), model_fn, batches, calls)
+    assert sorted(got) == sorted(want)
+    for tag in want:
+        assert got[tag].steps == want[tag].steps == [0, 2, 4], tag
+        for a, b in zip(got[tag].values, want[tag].values):
+            # Heatmaps go through float16: a last-bit difference of a cell
+            # may round to the neighbouring float16 value.
+            rtol = 2.0 ** -10 if want[tag].kind == "heatmap" else 1e-5
+            np.testing.assert_allclose(np.asarray(a, dtype=float), np.asarray(b, dtype=float),
+                                       rtol=rtol, atol=1e-7, err_msg=tag)
