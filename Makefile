@@ -55,11 +55,12 @@ TB_OLDEST_TESTS := \
 TB_OLDEST_DESELECT := \
 	--deselect tests/test_heatmap_encoding.py::test_card_header_shows_the_exact_range
 
-.PHONY: setup setup-tb-oldest browser demo serve test test-python test-tb-oldest test-js benchmark benchmark-gpu gpu-check proto clean
+.PHONY: setup setup-tb-oldest compiler browser demo serve test test-python test-tb-oldest test-js benchmark benchmark-gpu gpu-check proto clean
 
 setup: $(VENV)/.installed $(VENV)/.fused
 
 $(VENV)/.installed: setup.py
+	@$(MAKE) --no-print-directory compiler
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
@@ -87,6 +88,15 @@ $(OLDEST_VENV)/.installed: setup.py Makefile | $(VENV)/.installed
 	$(OLDEST_PY) -m pip install --quiet -e . "tensorboard==$(TB_OLDEST)" "tensorboard-data-server==$(TBDS_OLDEST)" \
 	  "protobuf==$(PROTOBUF_OLDEST)" "numpy==$(NUMPY_OLDEST)" $(TB_OLDEST_UNDECLARED) pytest
 	touch $@
+
+# The C extension (adapter/_fused.c) needs a C compiler when the package is
+# installed; setup installs Debian's gcc with apt when none is found (without
+# one the package still installs, and tests/test_fused.py fails to say so).
+compiler:
+	@if ! command -v cc >/dev/null 2>&1 && ! command -v gcc >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q gcc; \
+	fi
 
 # Browser tests drive Debian's chromium (no browser downloads here).
 browser:

@@ -15,13 +15,17 @@ Modes:
                 log_every=N)
   noattn@N      the same with attention capture off (attention=False): the
                 cost of capturing attention is ours@N - noattn@N
+  torchops@N    ours@N with PyTorch ops where the one-pass C kernels of
+                fused.py would run (fused.ENABLED off during its blocks: what
+                a build without the C extension computes on the training
+                thread; the writer thread still encodes heatmaps in C)
   norm@N        the cheap stock habit: per-parameter grad.norm().item()
                 every N steps (nothing written)
   gradstats@N   a floor, not a product: only the three gradient statistics
                 that ours logs (L2 norm, sum and max of |g|) for every
-                parameter, with the fewest torch ops we found, right
-                after optimizer.step(); no weights, no updates, nothing
-                written, no thread
+                parameter, computed as watch() does (on the CPU one pass
+                per gradient, fused.py), right after optimizer.step(); no
+                weights, no updates, nothing written, no thread
 
 Every writer mode ends each timed block with `writer.flush()`, inside the
 timing, so work left to background threads is paid by the mode that made it.
@@ -57,7 +61,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter as StockWriter
 
-from torch_visualization import SummaryWriter, reduce
+from torch_visualization import SummaryWriter, fused, reduce
 
 # -- models --------------------------------------------------------------------
 
@@ -262,12 +266,12 @@ class Mode:
         self.writer = None
         self.handle = None
         self.logdir = os.path.join(root, label.replace("@", "_"))
-        if self.kind in ("ours", "noattn"):
+        if self.kind in ("ours", "noattn", "torchops"):
             self.writer = SummaryWriter(self.logdir)
             # Classifiers (and the GPT's next-character logits): the
             # class-share pie is part of the work measured.
             self.handle = self.writer.watch(self.model, self.optimizer, log_every=self.every,
-                                            outputs="classes", attention=self.kind == "ours")
+                                            outputs="classes", attention=self.kind != "noattn")
         elif self.kind in ("hist", "image"):
             self.writer = StockWriter(self.logdir)
         elif self.kind == "gradstats":
@@ -284,12 +288,15 @@ class Mode:
                 if param.grad is not None]
 
     def _gradient_stats(self):
-        """gradstats@N: `reduce.gradient_statistics`, the kernels watch() uses
-        (CPU: a dot product, then |g| into a kept buffer, its sum and its
-        max; elsewhere `_foreach_norm` of order 2, 1 and inf)."""
+        """gradstats@N: the gradient statistics with the kernels watch() uses
+        (CPU: the one-pass kernel of fused.py where it is built, else a dot
+        product, |g| into a kept buffer, its sum and its max; elsewhere
+        `_foreach_norm` of order 2, 1 and inf)."""
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         if grads:
             cpu = grads[0].device.type == "cpu"
+            if cpu and fused.gradient_statistics(grads) is not None:
+                return
             reduce.gradient_statistics(grads, fused=not cpu, scratch=self._scratch if cpu else None)
 
     def _stock_log(self, step):
@@ -308,6 +315,7 @@ class Mode:
     def run(self, steps):
         """Trains `steps` steps; returns wall seconds (writer flush included)."""
         workload = self.workload
+        fused.ENABLED = self.kind != "torchops"
         workload.sync()
         start = time.perf_counter()
         for _ in range(steps):
