@@ -1,8 +1,9 @@
 """The device work of a logging step: statistics into one packet.
 
 Everything a logging step measures is reduced where it lives (fused
-`torch._foreach_*` launches on accelerators, cache-friendly passes and kept
-buffers on the CPU, one pooling per parameter shape), added to a
+`torch._foreach_*` launches on accelerators; on the CPU one pass per float32
+tensor in C (fused.py), else cache-friendly passes and kept buffers; one
+pooling per parameter shape), added to a
 `PacketBuilder` under its segment name, and leaves the device in ONE copy.
 Under FSDP2 the statistics of sharded tensors come from `distributed` (each
 call a COLLECTIVE); under DDP/FSDP the step's class and activation counts are
@@ -206,7 +207,7 @@ class StepReducer:
             else:
                 # CPU float32: one pass over each pair (fused.py) that also
                 # pools the stepped weights' heatmaps.
-                together = None if self.accelerated else self._fused_update(state, positions, before, params)
+                together = None if self.accelerated else self._fused_update(state, before, params)
                 if together is not None:
                     norms = [together]
                 else:
@@ -215,7 +216,7 @@ class StepReducer:
                     norms.append(self._squared_norms(before))
         state.update_groups.append(("u%d" % group, positions, norms))
 
-    def _fused_update(self, state, positions, before, params):
+    def _fused_update(self, state, before, params):
         """Update norms in one pass per weight, pooling its heatmap grid
         (kept in `state.grids` for `finish`) in the same pass; None where
         fused.py does not apply."""
