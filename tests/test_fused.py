@@ -262,3 +262,58 @@ def test_watch_logs_the_same_values_with_and_without_the_kernels(tmp_path, monke
             rtol = 2.0 ** -10 if want[tag].kind == "heatmap" else 1e-5
             np.testing.assert_allclose(np.asarray(a, dtype=float), np.asarray(b, dtype=float),
                                        rtol=rtol, atol=1e-7, err_msg=tag)
+
+
+_WITHOUT_EXTENSION = r'''
+import importlib.abc, os, sys
+
+
+class Unbuilt(importlib.abc.MetaPathFinder):
+    """As if the C extension had not compiled."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch_visualization._fused":
+            raise ImportError("no C compiler at install time")
+
+
+sys.meta_path.insert(0, Unbuilt())
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from torch_visualization import SummaryWriter, fused, metadata, read
+
+assert fused._fused is None and metadata._fused is None and not fused.available()
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(12, 70), nn.ReLU(), nn.Linear(70, 4))
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+logdir = sys.argv[1]
+writer = SummaryWriter(os.path.join(logdir, "run"))
+writer.watch(model, optimizer, log_every=1, class_names=["a", "b", "c", "d"])
+for _ in range(3):
+    optimizer.zero_grad()
+    F.cross_entropy(model(torch.randn(8, 12)), torch.randint(0, 4, (8,))).backward()
+    optimizer.step()
+writer.close()
+got = read(logdir)["run"]
+for tag in ("gradients/norm", "updates/ratio", "activations/zero_fraction", "weights/0.weight"):
+    assert got[tag].steps == [0, 1, 2], tag
+    assert np.isfinite(np.asarray(got[tag].values[-1], dtype=float)).all(), tag
+print("logged without the extension")
+'''
+
+
+def test_without_the_extension_everything_is_logged_by_pytorch_and_numpy(tmp_path):
+    """A machine without a C compiler installs the package without `_fused`:
+    importing, watching and writing heatmaps all work (PyTorch ops and
+    numpy do the work)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "unbuilt.py"
+    script.write_text(_WITHOUT_EXTENSION)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "logs")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "logged without the extension" in done.stdout
