@@ -78,14 +78,20 @@ def update_statistics(before, after, grids=None):
     if grids is None:
         _fused.update_statistics(_arrays(before), _arrays(after), out.numpy())
         return out
-    pooled, specs = {}, []
+    # Every grid is a slice of one fresh buffer (one allocation per call).
+    cells = torch.empty(sum(grid[1] * grid[2] for grid in grids if grid is not None),
+                        dtype=torch.float32)
+    flat = cells.numpy()
+    pooled, specs, offset = {}, [], 0
     for index, grid in enumerate(grids):
         if grid is None:
             specs.append(None)
             continue
         rows, out_rows, out_cols = grid
-        pooled[index] = torch.empty(out_rows * out_cols, dtype=torch.float32)
-        specs.append((pooled[index].numpy(), rows, out_rows, out_cols))
+        size = out_rows * out_cols
+        pooled[index] = cells[offset:offset + size]
+        specs.append((flat[offset:offset + size], rows, out_rows, out_cols))
+        offset += size
     _fused.update_statistics(_arrays(before), _arrays(after), out.numpy(), specs)
     return out, pooled
 

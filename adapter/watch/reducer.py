@@ -98,6 +98,7 @@ class StepReducer:
         self._params = params
         self._grad_params = grad_params
         self._param_index = {id(param): index for index, param in enumerate(params)}
+        self._pooling_specs = {}  # optimizer group -> (param indices, grid specs) for fused.py
         self.device = params[0].device
         # Kernels for accelerators (fused launches, counts on the device) or
         # tuned for the CPU (BLAS dots, kept buffers, NaN/Inf read on the host).
@@ -207,7 +208,7 @@ class StepReducer:
             else:
                 # CPU float32: one pass over each pair (fused.py) that also
                 # pools the stepped weights' heatmaps.
-                together = None if self.accelerated else self._fused_update(state, before, params)
+                together = None if self.accelerated else self._fused_update(state, group, before, params)
                 if together is not None:
                     norms = [together]
                 else:
@@ -216,15 +217,18 @@ class StepReducer:
                     norms.append(self._squared_norms(before))
         state.update_groups.append(("u%d" % group, positions, norms))
 
-    def _fused_update(self, state, before, params):
+    def _fused_update(self, state, group, before, params):
         """Update norms in one pass per weight, pooling its heatmap grid
         (kept in `state.grids` for `finish`) in the same pass; None where
         fused.py does not apply."""
-        indices = [self._param_index.get(id(param)) for param in params]
-        specs = []
-        for index in indices:
-            alone = None if index is None or self._heatmaps is None else self._heatmaps.alone(index)
-            specs.append(None if alone is None else (alone[0], alone[2], alone[3]))
+        planned = self._pooling_specs.get(group)
+        if planned is None:  # once per optimizer group: which grid each weight fills
+            indices = [self._param_index.get(id(param)) for param in params]
+            alone = [None if index is None or self._heatmaps is None else self._heatmaps.alone(index)
+                     for index in indices]
+            planned = self._pooling_specs[group] = (
+                indices, [None if shape is None else (shape[0], shape[2], shape[3]) for shape in alone])
+        indices, specs = planned
         result = fused.update_statistics(before, params, specs)
         if result is None:
             return None
