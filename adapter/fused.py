@@ -31,12 +31,16 @@ def available():
     return _fused is not None and ENABLED
 
 
+def _readable(tensor):
+    """A contiguous, non-empty float32 CPU tensor: what the kernels read."""
+    return (tensor.dtype is torch.float32 and tensor.device.type == "cpu"
+            and tensor.layout is torch.strided and tensor.is_contiguous() and tensor.numel() > 0)
+
+
 def applies(tensors):
-    """Whether every tensor is one the kernels read: a contiguous, non-empty
-    float32 CPU tensor (other dtypes, layouts and devices go to PyTorch)."""
-    return available() and all(
-        t.device.type == "cpu" and t.dtype == torch.float32 and t.layout == torch.strided
-        and t.is_contiguous() and t.numel() for t in tensors)
+    """Whether the kernels are on and read every tensor (other dtypes,
+    layouts and devices go to PyTorch)."""
+    return available() and all(_readable(t) for t in tensors)
 
 
 def _arrays(tensors):
@@ -101,8 +105,6 @@ def output_statistics(tensor):
     floats (the CPU has them at once: no tensor per module), or None. NaN
     counts as nonzero and makes the norm, min and max NaN, as PyTorch's
     reductions do."""
-    if not (_fused is not None and ENABLED and tensor.dtype is torch.float32
-            and tensor.device.type == "cpu" and tensor.layout is torch.strided
-            and tensor.is_contiguous() and tensor.numel()):
+    if not (available() and _readable(tensor)):
         return None
     return _fused.output_statistics(tensor.detach().numpy())

@@ -15,14 +15,18 @@ from torch_visualization import distributed, reduce
 from torch_visualization.watch import functional
 
 
+def _as_tensor(value, device):
+    """A Python float (a one-pass kernel's result) as a 0-d float32 tensor;
+    tensors as they are."""
+    return torch.tensor(value, dtype=torch.float32, device=device) if type(value) is float else value
+
+
 def vector(values, device):
     """0-d tensors and Python floats -> one 1-D float32 tensor on `device`."""
     if all(type(value) is float for value in values):
         return torch.tensor(values, dtype=torch.float32, device=device)
-    return reduce.stack_scalars([
-        torch.tensor(value, dtype=torch.float32, device=device) if type(value) is float
-        else value if value.device == device else value.to(device)
-        for value in values])
+    tensors = [_as_tensor(value, device) for value in values]
+    return reduce.stack_scalars([t if t.device == device else t.to(device) for t in tensors])
 
 
 def module_rows(state, device):
@@ -53,11 +57,10 @@ def combine_across_ranks(plan, state, class_width, device):
 
 
 def _floats_to_tensors(state, device):
-    def tensor(value):
-        return torch.tensor(value, dtype=torch.float32, device=device) if type(value) is float else value
-
-    state.activations = [(index, tensor(count), numel) for index, count, numel in state.activations]
-    state.module_stats = [(index, tensor(norm), tensor(low), tensor(high), numel)
+    state.activations = [(index, _as_tensor(count, device), numel)
+                         for index, count, numel in state.activations]
+    state.module_stats = [(index, _as_tensor(norm, device), _as_tensor(low, device),
+                           _as_tensor(high, device), numel)
                           for index, norm, low, high, numel in state.module_stats]
 
 
