@@ -29,8 +29,15 @@
 
 #define BLOCK 1024 /* elements per float32 partial sum (64 per lane) */
 
+/* Test seam (portable_only()): the portable kernels even where AVX2 and F16C
+ * exist, so that a machine with them also tests what other CPUs run. */
+static int portable_only = 0;
+
 #if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(__clang__)
-/* An AVX2 build beside the baseline one, picked at load time (glibc ifunc). */
+/* An AVX2 build beside the baseline one, picked at load time (glibc ifunc),
+ * for the helpers without a hand-written AVX2 form. The three kernels that
+ * have one (below) dispatch to it themselves, so their portable forms are
+ * built for the baseline only. */
 #define MULTIVERSION __attribute__((target_clones("avx2", "default")))
 #else
 #define MULTIVERSION
@@ -38,9 +45,18 @@
 
 #if defined(__GNUC__) || defined(__clang__)
 #define HAVE_VECTORS 1
-typedef float vf __attribute__((vector_size(32)));
-typedef int32_t vi __attribute__((vector_size(32)));
-#define LANES 8
+/* 16-byte vectors: what SSE2 and NEON hold natively (wider GCC vectors
+ * without a matching instruction set are lowered element by element, ~18x
+ * slower); AVX2 CPUs take the hand-written forms below. */
+typedef float vf __attribute__((vector_size(16)));
+typedef int32_t vi __attribute__((vector_size(16)));
+#define LANES 4
+
+static inline __attribute__((always_inline)) vf splat(float value) {
+    vf v;
+    for (int i = 0; i < LANES; i++) v[i] = value;
+    return v;
+}
 
 static inline __attribute__((always_inline)) vf load(const float *p) {
     vf v;
@@ -49,8 +65,7 @@ static inline __attribute__((always_inline)) vf load(const float *p) {
 }
 
 static inline __attribute__((always_inline)) vf vabs(vf v) {
-    const vi mask = {0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff,
-                     0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff};
+    const vi mask = {0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff};
     return (vf)((vi)v & mask);
 }
 
@@ -110,7 +125,6 @@ static void gradient_tail(const float *x, Py_ssize_t i, Py_ssize_t n, double squ
 }
 
 /* out: sum of squares, sum of |x|, max |x|, count of NaN/Inf. */
-MULTIVERSION
 static void gradient_kernel_generic(const float *x, Py_ssize_t n, double out[4]) {
     double squares = 0.0, sums = 0.0;
     float top = 0.0f;
@@ -149,7 +163,6 @@ static void gradient_kernel_generic(const float *x, Py_ssize_t n, double out[4])
 }
 
 /* out: sum of squares of old, sum of squares of (old - new). */
-MULTIVERSION
 static void update_kernel_generic(const float *old, const float *new_, Py_ssize_t n, double out[2]) {
     double base = 0.0, delta = 0.0;
     Py_ssize_t i = 0;
@@ -258,7 +271,6 @@ static void output_tail(const float *x, Py_ssize_t i, Py_ssize_t n, double squar
 }
 
 /* out: L2 norm, min, max, count of nonzero elements (NaN counts). n > 0. */
-MULTIVERSION
 static void output_kernel_generic(const float *x, Py_ssize_t n, double out[4]) {
     double squares = 0.0;
     float low = INFINITY, high = -INFINITY;
@@ -267,7 +279,7 @@ static void output_kernel_generic(const float *x, Py_ssize_t n, double out[4]) {
 #if HAVE_VECTORS
     /* Two independent accumulators of each kind (see gradient_kernel). */
     const vf zero = {0};
-    vf low_a = {INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY};
+    vf low_a = splat(INFINITY);
     vf low_b = low_a, high_a = -low_a, high_b = -low_a;
     while (i + 2 * LANES <= n) {
         Py_ssize_t end = i + BLOCK < n ? i + BLOCK : n;
@@ -443,6 +455,7 @@ static void output_kernel_avx2(const float *x, Py_ssize_t n, double out[4]) {
 static int use_avx2(void) {
 #if HAVE_AVX2_KERNELS
     static int known = -1;
+    if (portable_only) return 0;
     if (known < 0) known = __builtin_cpu_supports("avx2") ? 1 : 0;
     return known;
 #else
@@ -749,7 +762,7 @@ static void finite_range(const float *x, Py_ssize_t n, float *low_out, float *hi
     float low = INFINITY, high = -INFINITY;
     Py_ssize_t i = 0;
 #if HAVE_VECTORS
-    vf low_v = {INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY};
+    vf low_v = splat(INFINITY);
     vf high_v = -low_v;
     const vf zero = {0};
     for (; i + LANES <= n; i += LANES) {
@@ -778,7 +791,7 @@ static int any_tiny(const float *x, Py_ssize_t n, float floor) {
     Py_ssize_t i = 0;
 #if HAVE_VECTORS
     const vf zero = {0};
-    const vf lower = {floor, floor, floor, floor, floor, floor, floor, floor};
+    const vf lower = splat(floor);
     vi tiny = {0};
     for (; i + LANES <= n; i += LANES) {
         vf a = vabs(load(x + i));
@@ -816,7 +829,8 @@ static void scaled_halves_f16c(const float *x, Py_ssize_t n, int k, uint16_t *o)
 }
 
 static void scaled_halves(const float *x, Py_ssize_t n, int k, uint16_t *o) {
-    if (k >= -126 && k <= 127 && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx"))
+    if (!portable_only && k >= -126 && k <= 127 && __builtin_cpu_supports("f16c")
+        && __builtin_cpu_supports("avx"))
         scaled_halves_f16c(x, n, k, o);
     else
         scaled_halves_portable(x, n, k, o);
@@ -888,7 +902,21 @@ static PyObject *encode_heatmap(PyObject *self, PyObject *args) {
     return PyBool_FromLong(encoded);
 }
 
+PyDoc_STRVAR(set_portable_only_doc,
+"set_portable_only(flag) -> bool\n\n"
+"A test seam: with a true flag the portable kernels run even where AVX2 and\n"
+"F16C exist. Returns the previous setting.");
+
+static PyObject *set_portable_only(PyObject *self, PyObject *flag) {
+    int value = PyObject_IsTrue(flag);
+    if (value < 0) return NULL;
+    int previous = portable_only;
+    portable_only = value;
+    return PyBool_FromLong(previous);
+}
+
 static PyMethodDef methods[] = {
+    {"set_portable_only", set_portable_only, METH_O, set_portable_only_doc},
     {"gradient_statistics", gradient_statistics, METH_VARARGS, gradient_statistics_doc},
     {"update_statistics", update_statistics, METH_VARARGS, update_statistics_doc},
     {"output_statistics", output_statistics, METH_O, output_statistics_doc},

@@ -30,6 +30,17 @@ def tensors(seed=0):
             for index, shape in enumerate(shapes)]
 
 
+@pytest.fixture(autouse=True, params=["fastest", "portable"])
+def kernel_forms(request):
+    """Every test twice: with the kernels this CPU runs fastest (AVX2 and
+    F16C here) and with the portable forms other CPUs run."""
+    from torch_visualization import _fused
+
+    previous = _fused.set_portable_only(request.param == "portable")
+    yield request.param
+    _fused.set_portable_only(previous)
+
+
 def test_the_extension_is_built():
     assert fused.available(), "torch_visualization._fused did not build (see setup.py)"
 
