@@ -538,9 +538,10 @@ def _single_arg(request, name, *, required):
 def _parse_step(text):
     if text is None:
         return None
-    if not re.fullmatch(r"-?[0-9]{1,19}", text.strip()):
+    digits = text.strip()  # str.strip() takes more than int() ignores (e.g. "\x1f")
+    if not re.fullmatch(r"-?[0-9]{1,19}", digits):
         raise errors.InvalidArgumentError("step must be an integer, got %r" % text[:100])
-    step = int(text)
+    step = int(digits)
     if not -(2**63) <= step < 2**63:
         raise errors.InvalidArgumentError("step %r is out of range" % text[:100])
     return step

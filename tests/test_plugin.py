@@ -223,3 +223,17 @@ def test_new_steps_are_served_after_a_reload(tmp_path):
     body = get_json(live, data_url("run", "p"))
     assert body["steps"] == [0, 1]
     assert body["values"] == [3.0, 4.0]
+
+
+def test_a_step_with_a_control_character_is_a_bad_request_or_read_not_a_crash():
+    """str.strip() drops characters int() does not (a fuzzed `step=0%1F`
+    raised a ValueError: a 500)."""
+    from tensorboard import errors
+
+    from torch_visualization.tb_plugin import plugin
+
+    for text in ("0\x1f", "\x1c5", "5\x1e"):
+        try:
+            assert plugin._parse_step(text) in (0, 5)
+        except errors.InvalidArgumentError:
+            pass
