@@ -209,48 +209,99 @@ static void bin_bounds(Py_ssize_t size, Py_ssize_t out, Py_ssize_t i, Py_ssize_t
     *end = ((i + 1) * size + out - 1) / out;
 }
 
+/* A bin's [start, end) along an axis. The column bins of a matrix are
+ * worked out once: two integer divisions per cell and row bin cost more
+ * than the pooling's additions. */
+typedef struct {
+    Py_ssize_t start, end;
+} Bin;
+
+static void column_bins(const Grid *g, Bin *bins) {
+    for (Py_ssize_t j = 0; j < g->out_cols; j++) bin_bounds(g->cols, g->out_cols, j, &bins[j].start, &bins[j].end);
+}
+
 MULTIVERSION
 static void add_row(float *restrict acc, const float *restrict row, Py_ssize_t n) {
     for (Py_ssize_t c = 0; c < n; c++) acc[c] += row[c];
 }
 
-/* Rows of one row bin summed into `acc` (cols floats), then its cells. */
-static void finish_row_bin(const Grid *g, const float *acc, Py_ssize_t bin, Py_ssize_t rows_in_bin) {
+/* update_kernel over one matrix row, adding the row of `new_` into `acc`
+ * in the same pass; its two sums are added to out. */
+static void update_row_generic(const float *old, const float *new_, float *restrict acc, Py_ssize_t n,
+                               double out[2]) {
+    double base = 0.0, delta = 0.0;
+    Py_ssize_t i = 0;
+#if HAVE_VECTORS
+    while (i + LANES <= n) {
+        Py_ssize_t end = i + BLOCK < n ? i + BLOCK : n;
+        vf base_v = {0}, delta_v = {0};
+        for (; i + LANES <= end; i += LANES) {
+            vf a = load(old + i), w = load(new_ + i);
+            vf d = a - w;
+            vf sum = load(acc + i) + w;
+            base_v += a * a;
+            delta_v += d * d;
+            memcpy(acc + i, &sum, sizeof sum);
+        }
+        base += hsum(base_v);
+        delta += hsum(delta_v);
+    }
+#endif
+    for (; i < n; i++) {
+        float d = old[i] - new_[i];
+        base += (double)old[i] * old[i];
+        delta += (double)d * d;
+        acc[i] += new_[i];
+    }
+    out[0] += base;
+    out[1] += delta;
+}
+
+static void update_row(const float *old, const float *new_, float *acc, Py_ssize_t n, double out[2]);
+
+/* A row bin's sums in `acc` (cols floats) into its cells. */
+static void finish_row_bin(const Grid *g, const float *acc, const Bin *bins, Py_ssize_t bin,
+                           Py_ssize_t rows_in_bin) {
     int rows_even = g->rows % g->out_rows == 0, cols_even = g->cols % g->out_cols == 0;
+    float *cells = g->out + bin * g->out_cols;
     for (Py_ssize_t j = 0; j < g->out_cols; j++) {
-        Py_ssize_t start, end;
-        bin_bounds(g->cols, g->out_cols, j, &start, &end);
-        float cell = 0.0f;
-        for (Py_ssize_t c = start; c < end; c++) cell += acc[c];
-        if (!cols_even) cell /= (float)(end - start);
+        /* Four partial sums: one chain of dependent additions per cell
+         * made this loop cost more than the rows' pass. */
+        float part[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        Py_ssize_t c = bins[j].start;
+        for (; c + 4 <= bins[j].end; c += 4)
+            for (int t = 0; t < 4; t++) part[t] += acc[c + t];
+        for (; c < bins[j].end; c++) part[0] += acc[c];
+        float cell = (part[0] + part[1]) + (part[2] + part[3]);
+        if (!cols_even) cell /= (float)(bins[j].end - bins[j].start);
         if (!rows_even) cell /= (float)rows_in_bin;
-        g->out[bin * g->out_cols + j] = cell;
+        cells[j] = cell;
     }
 }
 
 /* update_kernel over a matrix, pooling `new_` into `g` in the same pass:
  * each row is read once for both (a row shared by two bins twice, from
- * cache). `acc`: cols floats of scratch. */
-static void update_pool_kernel(const float *old, const float *new_, const Grid *g, float *acc,
+ * cache). With `old` NULL, only the pooling (out stays 0). Scratch: `acc`
+ * cols floats, `bins` out_cols bins. */
+static void update_pool_kernel(const float *old, const float *new_, const Grid *g, float *acc, Bin *bins,
                                double out[2]) {
     Py_ssize_t counted = 0; /* rows before it are in the update sums */
     out[0] = out[1] = 0.0;
+    column_bins(g, bins);
     for (Py_ssize_t i = 0; i < g->out_rows; i++) {
         Py_ssize_t start, end;
         bin_bounds(g->rows, g->out_rows, i, &start, &end);
         memset(acc, 0, (size_t)g->cols * sizeof(float));
         for (Py_ssize_t r = start; r < end; r++) {
             const float *row = new_ + r * g->cols;
-            if (r >= counted) {
-                double part[2];
-                update_kernel(old + r * g->cols, row, g->cols, part);
-                out[0] += part[0];
-                out[1] += part[1];
+            if (old != NULL && r >= counted) {
+                update_row(old + r * g->cols, row, acc, g->cols, out);
                 counted = r + 1;
+            } else {
+                add_row(acc, row, g->cols);
             }
-            add_row(acc, row, g->cols);
         }
-        finish_row_bin(g, acc, i, end - start);
+        finish_row_bin(g, acc, bins, i, end - start);
     }
 }
 
@@ -410,6 +461,38 @@ static void update_kernel_avx2(const float *old, const float *new_, Py_ssize_t n
 }
 
 __attribute__((target("avx2")))
+static void update_row_avx2(const float *old, const float *new_, float *restrict acc, Py_ssize_t n,
+                            double out[2]) {
+    __m256d base_d = _mm256_setzero_pd(), delta_d = _mm256_setzero_pd();
+    Py_ssize_t i = 0;
+    while (i + 16 <= n) {
+        Py_ssize_t end = i + BLOCK < n ? i + BLOCK : n;
+        __m256 base[2], delta[2];
+        for (int j = 0; j < 2; j++) base[j] = delta[j] = _mm256_setzero_ps();
+        for (; i + 16 <= end; i += 16) {
+            for (int j = 0; j < 2; j++) {
+                __m256 a = _mm256_loadu_ps(old + i + 8 * j), w = _mm256_loadu_ps(new_ + i + 8 * j);
+                __m256 d = _mm256_sub_ps(a, w);
+                base[j] = _mm256_add_ps(base[j], _mm256_mul_ps(a, a));
+                delta[j] = _mm256_add_ps(delta[j], _mm256_mul_ps(d, d));
+                _mm256_storeu_ps(acc + i + 8 * j, _mm256_add_ps(_mm256_loadu_ps(acc + i + 8 * j), w));
+            }
+        }
+        base_d = widen_add(base_d, _mm256_add_ps(base[0], base[1]));
+        delta_d = widen_add(delta_d, _mm256_add_ps(delta[0], delta[1]));
+    }
+    double base_sum = total_pd(base_d), delta_sum = total_pd(delta_d);
+    for (; i < n; i++) {
+        float d = old[i] - new_[i];
+        base_sum += (double)old[i] * old[i];
+        delta_sum += (double)d * d;
+        acc[i] += new_[i];
+    }
+    out[0] += base_sum;
+    out[1] += delta_sum;
+}
+
+__attribute__((target("avx2")))
 static void output_kernel_avx2(const float *x, Py_ssize_t n, double out[4]) {
     const __m256 zero = _mm256_setzero_ps();
     __m256 low[4], high[4];
@@ -483,6 +566,16 @@ static void update_kernel(const float *old, const float *new_, Py_ssize_t n, dou
     update_kernel_generic(old, new_, n, out);
 }
 
+static void update_row(const float *old, const float *new_, float *acc, Py_ssize_t n, double out[2]) {
+#if HAVE_AVX2_KERNELS
+    if (use_avx2()) {
+        update_row_avx2(old, new_, acc, n, out);
+        return;
+    }
+#endif
+    update_row_generic(old, new_, acc, n, out);
+}
+
 static void output_kernel(const float *x, Py_ssize_t n, double out[4]) {
 #if HAVE_AVX2_KERNELS
     if (use_avx2()) {
@@ -496,11 +589,28 @@ static void output_kernel(const float *x, Py_ssize_t n, double out[4]) {
 /* -- buffers ------------------------------------------------------------- */
 
 /* A C-contiguous float32 view of `obj` (writable if asked); 0 or -1. */
+/* Raised for data the kernels do not read (not float32, not C-contiguous,
+ * read-only where written): callers take their PyTorch path then, while
+ * any other error (sizes that do not match) stays an error. */
+static PyObject *Unreadable;
+
 static int float_buffer(PyObject *obj, Py_buffer *view, int writable, const char *what) {
     int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(obj, view, flags) < 0) return -1;
+    if (PyObject_GetBuffer(obj, view, flags) < 0) {
+        if (PyObject_CheckBuffer(obj)) { /* a buffer, but not one laid out as asked */
+            PyObject *type, *value, *traceback;
+            PyErr_Fetch(&type, &value, &traceback);
+            PyObject *text = value ? PyObject_Str(value) : NULL;
+            PyErr_Format(Unreadable, "%s: %s", what, text ? PyUnicode_AsUTF8(text) : "unreadable buffer");
+            Py_XDECREF(text);
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(traceback);
+        }
+        return -1;
+    }
     if (view->itemsize != 4 || view->format == NULL || strcmp(view->format, "f") != 0) {
-        PyErr_Format(PyExc_TypeError, "%s: expected float32 data, got format %s", what,
+        PyErr_Format(Unreadable, "%s: expected float32 data, got format %s", what,
                      view->format ? view->format : "(none)");
         PyBuffer_Release(view);
         return -1;
@@ -584,18 +694,28 @@ PyDoc_STRVAR(update_statistics_doc,
 "pass (block sums along an axis that divides evenly, bin means otherwise).");
 
 /* Parses one (grid, rows, out_rows, out_cols) for an array of n values. */
+/* A grid's matrix view and cell count checked against n values. */
+static int grid_dims(Py_ssize_t n, Py_ssize_t rows, Py_ssize_t out_rows, Py_ssize_t out_cols, Grid *grid,
+                     const char *what) {
+    if (rows < 1 || n % rows != 0 || out_rows < 1 || out_rows > rows || out_cols < 1
+        || out_cols > n / rows) {
+        PyErr_Format(PyExc_ValueError, "%s: cannot pool %zd values as %zd rows into %zd x %zd",
+                     what, n, rows, out_rows, out_cols);
+        return -1;
+    }
+    grid->rows = rows;
+    grid->cols = n / rows;
+    grid->out_rows = out_rows;
+    grid->out_cols = out_cols;
+    return 0;
+}
+
 static int parse_grid(PyObject *item, Py_ssize_t n, Grid *grid, Py_buffer *view) {
     PyObject *buffer;
     Py_ssize_t rows, out_rows, out_cols;
     if (!PyArg_ParseTuple(item, "Onnn:update_statistics grid", &buffer, &rows, &out_rows, &out_cols))
         return -1;
-    if (rows < 1 || n % rows != 0 || out_rows < 1 || out_rows > rows || out_cols < 1
-        || out_cols > n / rows) {
-        PyErr_Format(PyExc_ValueError,
-                     "update_statistics: cannot pool %zd values as %zd rows into %zd x %zd",
-                     n, rows, out_rows, out_cols);
-        return -1;
-    }
+    if (grid_dims(n, rows, out_rows, out_cols, grid, "update_statistics") < 0) return -1;
     if (float_buffer(buffer, view, 1, "update_statistics grid") < 0) return -1;
     if (elements(view) != out_rows * out_cols) {
         PyErr_Format(PyExc_ValueError, "update_statistics: a %zd x %zd grid needs %zd values, got %zd",
@@ -604,10 +724,6 @@ static int parse_grid(PyObject *item, Py_ssize_t n, Grid *grid, Py_buffer *view)
         return -1;
     }
     grid->out = view->buf;
-    grid->rows = rows;
-    grid->cols = n / rows;
-    grid->out_rows = out_rows;
-    grid->out_cols = out_cols;
     return 0;
 }
 
@@ -618,7 +734,7 @@ static PyObject *update_statistics(PyObject *self, PyObject *args) {
     Py_buffer *olds = NULL, *news = NULL, *grid_views = NULL, out;
     Grid *grids = NULL;
     char *pooled = NULL;
-    Py_ssize_t count = -1, other = -1, widest = 0;
+    Py_ssize_t count = -1, other = -1, widest = 0, most_bins = 0;
     int have_out = 0;
     count = float_buffers(olds_obj, &olds, "update_statistics");
     if (count < 0) goto done;
@@ -663,12 +779,16 @@ static PyObject *update_statistics(PyObject *self, PyObject *args) {
             if (parse_grid(item, elements(&news[k]), &grids[k], &grid_views[k]) < 0) goto done;
             pooled[k] = 1;
             if (grids[k].cols > widest) widest = grids[k].cols;
+            if (grids[k].out_cols > most_bins) most_bins = grids[k].out_cols;
         }
     }
     {
         float *o = out.buf;
         float *acc = widest ? PyMem_RawMalloc((size_t)widest * sizeof(float)) : NULL;
-        if (widest && acc == NULL) {
+        Bin *bins = most_bins ? PyMem_RawMalloc((size_t)most_bins * sizeof(Bin)) : NULL;
+        if ((widest && acc == NULL) || (most_bins && bins == NULL)) {
+            PyMem_RawFree(acc);
+            PyMem_RawFree(bins);
             PyErr_NoMemory();
             goto done;
         }
@@ -676,7 +796,7 @@ static PyObject *update_statistics(PyObject *self, PyObject *args) {
         for (Py_ssize_t k = 0; k < count; k++) {
             double r[2];
             if (pooled[k])
-                update_pool_kernel(olds[k].buf, news[k].buf, &grids[k], acc, r);
+                update_pool_kernel(olds[k].buf, news[k].buf, &grids[k], acc, bins, r);
             else
                 update_kernel(olds[k].buf, news[k].buf, elements(&olds[k]), r);
             o[k] = (float)r[0];
@@ -684,6 +804,7 @@ static PyObject *update_statistics(PyObject *self, PyObject *args) {
         }
         Py_END_ALLOW_THREADS
         PyMem_RawFree(acc);
+        PyMem_RawFree(bins);
     }
 done:
     if (grid_views != NULL) {
@@ -699,6 +820,235 @@ done:
     if (news != NULL) release_all(news, other);
     if (PyErr_Occurred()) return NULL;
     Py_RETURN_NONE;
+}
+
+/* A grid whose cells lie at `offset` in `out` (of out_len floats). */
+static int grid_in(Py_ssize_t n, Py_ssize_t offset, Py_ssize_t rows, Py_ssize_t out_rows,
+                   Py_ssize_t out_cols, float *out, Py_ssize_t out_len, Grid *grid) {
+    if (grid_dims(n, rows, out_rows, out_cols, grid, "parameter_statistics") < 0) return -1;
+    if (offset < 0 || offset > out_len - out_rows * out_cols) {
+        PyErr_Format(PyExc_ValueError, "parameter_statistics: a %zd x %zd grid at %zd overruns out (%zd values)",
+                     out_rows, out_cols, offset, out_len);
+        return -1;
+    }
+    grid->out = out + offset;
+    return 0;
+}
+
+PyDoc_STRVAR(parameter_statistics_doc,
+"parameter_statistics(grads, olds, news, out, grids, pools) -> None\n\n"
+"A logging step's parameter side in one call, each array read once. For n\n"
+"gradients and the weights before (olds) and after (news) the step, all\n"
+"of one size per k, out starts with [sq_sum | abs_sum | abs_max | nonfinite]\n"
+"(4n values, as gradient_statistics) then [squares of olds | squares of\n"
+"olds - news] (2n, as update_statistics). grids: per k None or (offset,\n"
+"rows, out_rows, out_cols): news[k] viewed as a rows-row matrix is pooled\n"
+"into out[offset:] in the same pass (update_statistics' rule). pools:\n"
+"(array, offset, rows, out_rows, out_cols) of arrays only pooled.");
+
+static PyObject *parameter_statistics(PyObject *self, PyObject *args) {
+    PyObject *grads_obj, *olds_obj, *news_obj, *out_obj, *grids_obj, *pools_obj;
+    if (!PyArg_ParseTuple(args, "OOOOOO:parameter_statistics", &grads_obj, &olds_obj, &news_obj, &out_obj,
+                          &grids_obj, &pools_obj))
+        return NULL;
+    Py_buffer *grads = NULL, *olds = NULL, *news = NULL, *pool_views = NULL, out;
+    PyObject *grid_items = NULL, *pool_items = NULL;
+    Grid *grids = NULL, *pools = NULL;
+    char *pooled = NULL;
+    float *acc = NULL;
+    Bin *bins = NULL;
+    Py_ssize_t count = -1, n_olds = -1, n_news = -1, n_pools = 0, parsed_pools = 0, widest = 0, most_bins = 0;
+    int have_out = 0;
+    count = float_buffers(grads_obj, &grads, "parameter_statistics");
+    if (count < 0) goto done;
+    n_olds = float_buffers(olds_obj, &olds, "parameter_statistics");
+    if (n_olds < 0) goto done;
+    n_news = float_buffers(news_obj, &news, "parameter_statistics");
+    if (n_news < 0) goto done;
+    if (float_buffer(out_obj, &out, 1, "parameter_statistics out") < 0) goto done;
+    have_out = 1;
+    if (n_olds != count || n_news != count) {
+        PyErr_Format(PyExc_ValueError, "parameter_statistics: %zd gradients, %zd old and %zd new arrays",
+                     count, n_olds, n_news);
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < count; k++) {
+        if (grads[k].len != olds[k].len || olds[k].len != news[k].len || grads[k].len == 0) {
+            PyErr_Format(PyExc_ValueError,
+                         "parameter_statistics: parameter %zd has %zd gradient, %zd old and %zd new values",
+                         k, elements(&grads[k]), elements(&olds[k]), elements(&news[k]));
+            goto done;
+        }
+    }
+    if (elements(&out) < 6 * count) {
+        PyErr_Format(PyExc_ValueError, "parameter_statistics: out holds %zd values, at least %zd needed",
+                     elements(&out), 6 * count);
+        goto done;
+    }
+    grids = PyMem_Calloc(count ? count : 1, sizeof(Grid));
+    pooled = PyMem_Calloc(count ? count : 1, 1);
+    if (grids == NULL || pooled == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    grid_items = PySequence_Fast(grids_obj, "parameter_statistics: grids must be a sequence");
+    if (grid_items == NULL) goto done;
+    if (PySequence_Fast_GET_SIZE(grid_items) != count) {
+        PyErr_Format(PyExc_ValueError, "parameter_statistics: %zd grids for %zd parameters",
+                     PySequence_Fast_GET_SIZE(grid_items), count);
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < count; k++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(grid_items, k);
+        Py_ssize_t offset, rows, out_rows, out_cols;
+        if (item == Py_None) continue;
+        if (!PyArg_ParseTuple(item, "nnnn:parameter_statistics grid", &offset, &rows, &out_rows, &out_cols))
+            goto done;
+        if (grid_in(elements(&news[k]), offset, rows, out_rows, out_cols, out.buf, elements(&out), &grids[k]) < 0)
+            goto done;
+        pooled[k] = 1;
+        if (grids[k].cols > widest) widest = grids[k].cols;
+        if (out_cols > most_bins) most_bins = out_cols;
+    }
+    pool_items = PySequence_Fast(pools_obj, "parameter_statistics: pools must be a sequence");
+    if (pool_items == NULL) goto done;
+    n_pools = PySequence_Fast_GET_SIZE(pool_items);
+    pools = PyMem_Calloc(n_pools ? n_pools : 1, sizeof(Grid));
+    pool_views = PyMem_Calloc(n_pools ? n_pools : 1, sizeof(Py_buffer));
+    if (pools == NULL || pool_views == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; parsed_pools < n_pools; parsed_pools++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(pool_items, parsed_pools), *array;
+        Py_ssize_t offset, rows, out_rows, out_cols;
+        if (!PyArg_ParseTuple(item, "Onnnn:parameter_statistics pool", &array, &offset, &rows, &out_rows,
+                              &out_cols))
+            goto done;
+        if (float_buffer(array, &pool_views[parsed_pools], 0, "parameter_statistics pool") < 0) goto done;
+        Grid *g = &pools[parsed_pools];
+        if (grid_in(elements(&pool_views[parsed_pools]), offset, rows, out_rows, out_cols, out.buf,
+                    elements(&out), g) < 0) {
+            PyBuffer_Release(&pool_views[parsed_pools]);
+            goto done;
+        }
+        if (g->cols > widest) widest = g->cols;
+        if (out_cols > most_bins) most_bins = out_cols;
+    }
+    acc = widest ? PyMem_RawMalloc((size_t)widest * sizeof(float)) : NULL;
+    bins = most_bins ? PyMem_RawMalloc((size_t)most_bins * sizeof(Bin)) : NULL;
+    if ((widest && acc == NULL) || (most_bins && bins == NULL)) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    {
+        float *o = out.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t k = 0; k < count; k++) {
+            double g[4], u[2];
+            gradient_kernel(grads[k].buf, elements(&grads[k]), g);
+            for (int row = 0; row < 4; row++) o[row * count + k] = (float)g[row];
+            if (pooled[k])
+                update_pool_kernel(olds[k].buf, news[k].buf, &grids[k], acc, bins, u);
+            else
+                update_kernel(olds[k].buf, news[k].buf, elements(&olds[k]), u);
+            o[4 * count + k] = (float)u[0];
+            o[5 * count + k] = (float)u[1];
+        }
+        for (Py_ssize_t k = 0; k < n_pools; k++) {
+            double unused[2];
+            update_pool_kernel(NULL, pool_views[k].buf, &pools[k], acc, bins, unused);
+        }
+        Py_END_ALLOW_THREADS
+    }
+done:
+    PyMem_RawFree(acc);
+    PyMem_RawFree(bins);
+    if (pool_views != NULL)
+        for (Py_ssize_t k = 0; k < parsed_pools; k++) PyBuffer_Release(&pool_views[k]);
+    PyMem_Free(pool_views);
+    PyMem_Free(pools);
+    PyMem_Free(grids);
+    PyMem_Free(pooled);
+    Py_XDECREF(grid_items);
+    Py_XDECREF(pool_items);
+    if (have_out) PyBuffer_Release(&out);
+    if (grads != NULL) release_all(grads, count);
+    if (olds != NULL) release_all(olds, n_olds);
+    if (news != NULL) release_all(news, n_news);
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(class_statistics_doc,
+"class_statistics(scores, sums) -> (entropy_sum, max)\n\n"
+"For a C-contiguous float32 [rows, width] array of class scores: the sum\n"
+"over rows of each row's softmax into sums (width float32 values), the sum\n"
+"of the rows' predictive entropies and the largest score. A row holding a\n"
+"NaN or an infinite maximum has a NaN softmax, as PyTorch's; the largest\n"
+"score is NaN where any score is.");
+
+static PyObject *class_statistics(PyObject *self, PyObject *args) {
+    PyObject *scores_obj, *sums_obj;
+    if (!PyArg_ParseTuple(args, "OO:class_statistics", &scores_obj, &sums_obj)) return NULL;
+    Py_buffer scores, sums;
+    if (float_buffer(scores_obj, &scores, 0, "class_statistics") < 0) return NULL;
+    if (float_buffer(sums_obj, &sums, 1, "class_statistics sums") < 0) {
+        PyBuffer_Release(&scores);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    Py_ssize_t width = elements(&sums), count = elements(&scores);
+    if (scores.ndim != 2 || scores.shape[1] != width || width < 1) {
+        PyErr_Format(PyExc_ValueError, "class_statistics: scores must be [rows, %zd]", width);
+        goto done;
+    }
+    double *acc = PyMem_RawCalloc((size_t)(2 * width), sizeof(double));
+    if (acc == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    double entropy = 0.0;
+    float top = -INFINITY;
+    int top_nan = 0;
+    const float *x = scores.buf;
+    Py_BEGIN_ALLOW_THREADS
+    double *exps = acc + width;
+    for (Py_ssize_t start = 0; start < count; start += width) {
+        const float *row = x + start;
+        float m = -INFINITY;
+        int nan = 0;
+        for (Py_ssize_t j = 0; j < width; j++) {
+            if (row[j] != row[j]) nan = 1;
+            else if (row[j] > m) m = row[j];
+        }
+        if (nan) top_nan = 1;
+        else if (m > top) top = m;
+        if (nan || isinf(m)) { /* PyTorch: a NaN softmax */
+            for (Py_ssize_t j = 0; j < width; j++) acc[j] = NAN;
+            entropy = NAN;
+            continue;
+        }
+        double total = 0.0;
+        for (Py_ssize_t j = 0; j < width; j++) total += exps[j] = exp((double)row[j] - m);
+        /* entropy = log(total) - sum p (x - m), over p > 0 (0 log 0 = 0) */
+        double weighted = 0.0;
+        for (Py_ssize_t j = 0; j < width; j++) {
+            double p = exps[j] / total;
+            acc[j] += p;
+            if (p > 0.0) weighted += p * ((double)row[j] - m);
+        }
+        entropy += log(total) - weighted;
+    }
+    float *out = sums.buf;
+    for (Py_ssize_t j = 0; j < width; j++) out[j] = (float)acc[j];
+    Py_END_ALLOW_THREADS
+    PyMem_RawFree(acc);
+    result = Py_BuildValue("(dd)", count ? entropy : 0.0, top_nan ? (double)NAN : (double)top);
+done:
+    PyBuffer_Release(&sums);
+    PyBuffer_Release(&scores);
+    return result;
 }
 
 PyDoc_STRVAR(output_statistics_doc,
@@ -919,7 +1269,9 @@ static PyMethodDef methods[] = {
     {"set_portable_only", set_portable_only, METH_O, set_portable_only_doc},
     {"gradient_statistics", gradient_statistics, METH_VARARGS, gradient_statistics_doc},
     {"update_statistics", update_statistics, METH_VARARGS, update_statistics_doc},
+    {"parameter_statistics", parameter_statistics, METH_VARARGS, parameter_statistics_doc},
     {"output_statistics", output_statistics, METH_O, output_statistics_doc},
+    {"class_statistics", class_statistics, METH_VARARGS, class_statistics_doc},
     {"encode_heatmap", encode_heatmap, METH_VARARGS, encode_heatmap_doc},
     {NULL, NULL, 0, NULL},
 };
@@ -929,4 +1281,16 @@ static struct PyModuleDef module = {
     "One-pass float32 statistics for watch() on the CPU (see fused.py).", -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__fused(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__fused(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    Unreadable = PyErr_NewExceptionWithDoc(
+        "torch_visualization._fused.Unreadable",
+        "Data the kernels do not read: not float32, not C-contiguous, or read-only where written.",
+        PyExc_TypeError, NULL);
+    if (Unreadable == NULL || PyModule_AddObjectRef(m, "Unreadable", Unreadable) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -19,7 +19,10 @@ _MASK = 0xFFFFFFFF
 
 def masked_crc32c(data):
     """The masked CRC-32C of TFRecord framing (same value as TensorBoard's)."""
-    crc = google_crc32c.value(data)
+    return _mask(google_crc32c.value(data))
+
+
+def _mask(crc):
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & _MASK
 
 
@@ -35,15 +38,14 @@ def varint(value):
     """Protobuf base-128 varint of a non-negative int."""
     if value < 0:
         raise ValueError("varint of a negative value: %d" % value)
+    if value < 0x80:  # one byte: most steps and tags
+        return bytes((value,))
     out = bytearray()
-    while True:
-        byte = value & 0x7F
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
         value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
+    out.append(value)
+    return bytes(out)
 
 
 def event_bytes(walltime, step, summary):
@@ -54,9 +56,28 @@ def event_bytes(walltime, step, summary):
     Building the Event from bytes spares parsing the Summary back into a
     proto and serialising it again (megabytes per step on a large model).
     """
+    return _event_head(walltime, step, len(summary)) + summary
+
+
+def event_record(walltime, step, entries):
+    """The pieces of `frame(event_bytes(walltime, step, b"".join(entries)))`
+    (`entries`: serialised `Summary.value` entries, bytes-like), to be
+    joined by the writer with other records: the event is copied twice (the
+    entries joined, the records joined) rather than three times, which
+    counts for megabyte heatmap events."""
+    summary = b"".join(entries)
+    head = _event_head(walltime, step, len(summary))
+    header = struct.pack("<Q", len(head) + len(summary))
+    crc = google_crc32c.extend(google_crc32c.value(head), summary)
+    return (header + struct.pack("<I", masked_crc32c(header)) + head, summary,
+            struct.pack("<I", _mask(crc)))
+
+
+def _event_head(walltime, step, size):
+    """A serialised Event's bytes before its Summary's `size` bytes."""
     if step < 0:
         raise ValueError("event step must be >= 0, got %d" % step)
     # proto3 leaves zero scalars out; a set message field is always written.
     head = (b"\x09" + struct.pack("<d", walltime)) if walltime else b""
     head += (b"\x10" + varint(step)) if step else b""
-    return head + b"\x2a" + varint(len(summary)) + summary
+    return head + b"\x2a" + varint(size)

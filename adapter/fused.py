@@ -15,12 +15,22 @@ tests compare both paths.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 try:
     from torch_visualization import _fused
 except ImportError:  # built without a C compiler: PyTorch ops do the work
     _fused = None
+
+
+class _NeverRaised(Exception):
+    """Stands in for `Unreadable` where the extension is not built."""
+
+
+# Raised by the kernels for data they do not read (not float32, not
+# C-contiguous): the caller takes its PyTorch path. A TypeError.
+Unreadable = _fused.Unreadable if _fused is not None else _NeverRaised
 
 # Test seam and switch: off, every caller takes its PyTorch path.
 ENABLED = True
@@ -31,7 +41,7 @@ def available():
     return _fused is not None and ENABLED
 
 
-def _readable(tensor):
+def readable(tensor):
     """A contiguous, non-empty float32 CPU tensor: what the kernels read."""
     return (tensor.dtype is torch.float32 and tensor.device.type == "cpu"
             and tensor.layout is torch.strided and tensor.is_contiguous() and tensor.numel() > 0)
@@ -40,7 +50,7 @@ def _readable(tensor):
 def applies(tensors):
     """Whether the kernels are on and read every tensor (other dtypes,
     layouts and devices go to PyTorch)."""
-    return available() and all(_readable(t) for t in tensors)
+    return available() and all(readable(t) for t in tensors)
 
 
 def _arrays(tensors):
@@ -100,11 +110,43 @@ def update_statistics(before, after, grids=None):
     return out, pooled
 
 
+def parameter_statistics(grads, olds, news, out, grids, pools=()):
+    """A logging step's parameter side in one call (numpy arrays in; the
+    caller checked `available()`): writes into `out` the gradient
+    statistics `[sq_sum | abs_sum | abs_max | nonfinite]` (4 n values), the
+    update norms `[squares of olds | of olds - news]` (2 n), and pools
+    `news[k]` into the cells `grids[k] = (offset, rows, out_rows, out_cols)`
+    places in `out` (None: no grid), each array read once. `pools`: further
+    `(array, offset, rows, out_rows, out_cols)` only pooled.
+
+    Raises `Unreadable` for arrays that are not C-contiguous float32,
+    ValueError for sizes that do not match.
+    """
+    _fused.parameter_statistics(grads, olds, news, out, grids, pools)
+
+
+# Largest scores (rows x classes) for class_statistics: its exp is scalar C,
+# PyTorch's softmax is vectorised and wins on big outputs (LM logits).
+CLASS_SCORES_MAX = 1 << 16
+
+
+def class_statistics(scores):
+    """`(softmax summed over rows, entropy sum, largest score)` of a small
+    `[rows, classes]` float32 CPU tensor: a 1-D float32 tensor and two
+    Python floats, in one call; None where it does not apply (another
+    dtype or device, more than `CLASS_SCORES_MAX` scores)."""
+    if not (available() and readable(scores)) or scores.numel() > CLASS_SCORES_MAX:
+        return None
+    sums = np.empty(scores.shape[1], dtype=np.float32)
+    entropy, top = _fused.class_statistics(scores.detach().numpy(), sums)
+    return torch.from_numpy(sums), entropy, top
+
+
 def output_statistics(tensor):
     """`(L2 norm, min, max, nonzero count)` of a non-empty tensor as Python
     floats (the CPU has them at once: no tensor per module), or None. NaN
     counts as nonzero and makes the norm, min and max NaN, as PyTorch's
     reductions do."""
-    if not (available() and _readable(tensor)):
+    if not (available() and readable(tensor)):
         return None
     return _fused.output_statistics(tensor.detach().numpy())

@@ -269,14 +269,19 @@ def encode_heatmap_grid(grid):
         raise TypeError("heatmap grid must be real numbers, got dtype %s" % grid.dtype)
     if grid.ndim != 2:
         raise ValueError("heatmap grid must be 2-D, got shape %s" % list(grid.shape))
-    grid = grid.astype(np.float32, copy=False)
+    return encode_float32_grid(np.ascontiguousarray(grid, dtype=np.float32))
+
+
+def encode_float32_grid(grid):
+    """`encode_heatmap_grid` of a grid the caller knows is a C-contiguous
+    2-D float32 array (watch's decoding: the checks cost more than a small
+    grid's encoding)."""
     rows, cols = grid.shape
     if cols < _RANGE_ENTRIES or rows == 0:
         return grid
     if _fused is not None:
         # The same encoding in C (adapter/_fused.c): two passes, no temporaries,
         # the GIL released (this runs beside training on the writer thread).
-        grid = np.ascontiguousarray(grid)
         encoded = np.empty((rows + 1, cols), dtype=np.float16)
         return encoded if _fused.encode_heatmap(grid, rows, encoded) else grid
     return _encode_heatmap_numpy(grid)

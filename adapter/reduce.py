@@ -173,12 +173,13 @@ def confusion_counts(tag, predictions, targets, num_classes=None):
 STAT_ROWS = ("sq_sum", "abs_sum", "abs_max")
 
 
-def _norm_dtype(tensors):
-    """Accumulate half-precision tensors in float32 (wider types cannot be
-    asked to narrow)."""
-    if all(t.dtype in (torch.float16, torch.bfloat16) for t in tensors):
-        return torch.float32
-    return None
+def norm_dtype(tensors):
+    """The `dtype=` of a norm of `tensors`: float32 accumulation for float32
+    and narrower types; None (each tensor's own) where one is float64, which
+    a norm cannot be asked to narrow."""
+    if any(t.dtype == torch.float64 for t in tensors):
+        return None
+    return torch.float32
 
 
 def _cpu_float32(tensors):
@@ -212,7 +213,7 @@ def squared_l2_norms(tensors, fused=None):
         if not fused and _cpu_float32(tensors):
             flat = [t if t.dim() == 1 else t.reshape(-1) for t in tensors]
             return torch.stack([torch.dot(f, f) for f in flat])
-        norms = torch._foreach_norm(tensors, 2, dtype=_norm_dtype(tensors))
+        norms = torch._foreach_norm(tensors, 2, dtype=norm_dtype(tensors))
         return stack_scalars(norms).square_()
 
 
@@ -240,7 +241,7 @@ def gradient_statistics(tensors, *, fused=None, scratch=None):
         fused = any(t.device.type != "cpu" for t in tensors)
     with torch.no_grad():
         if fused:
-            dtype = _norm_dtype(tensors)
+            dtype = norm_dtype(tensors)
             sums = torch._foreach_norm(tensors, 1, dtype=dtype)
             maxes = torch._foreach_norm(tensors, float("inf"), dtype=dtype)
             return torch.cat([squared_l2_norms(tensors, fused=True), stack_scalars(sums + maxes)])
@@ -280,7 +281,7 @@ def nonzero_count(tensor, fused=False):
     # An order-0 norm counts in one reduction over the tensor as it lies;
     # count_nonzero writes a boolean copy first (and copies a channels-last
     # tensor).
-    return torch.linalg.vector_norm(tensor, 0, dtype=torch.float32)
+    return torch.linalg.vector_norm(tensor, 0, dtype=norm_dtype([tensor]))
 
 
 def _cpu_nonzero_count(tensor):
@@ -343,7 +344,7 @@ def nonfinite_counts(tensors, only=None, lengths=None):
             # reads them back to the host).
             return torch.segment_reduce(bad, "sum", lengths=lengths, unsafe=True)
         marks = torch._foreach_mul(list(tensors), 0.0)
-        return stack_scalars(torch._foreach_norm(marks, 0, dtype=torch.float32))
+        return stack_scalars(torch._foreach_norm(marks, 0, dtype=norm_dtype(marks)))
 
 
 def by_device(tensors):

@@ -217,17 +217,23 @@ class _TiedLM(nn.Module):
         return self.head(x)
 
 
-def _train(logdir, model_fn, batches, calls):
+def _train(logdir, model_fn, batches, optimizers):
     torch.manual_seed(0)
     model = model_fn()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    params = list(model.parameters())
+    if optimizers == 1:  # the planned one-call pass (watch/cpu_pass.py)
+        steppers = [torch.optim.AdamW(params, lr=1e-2)]
+    else:  # the general path: a call per optimizer and kind
+        steppers = [torch.optim.AdamW(params[:2], lr=1e-2), torch.optim.SGD(params[2:], lr=1e-2)]
     writer = SummaryWriter(logdir)
-    writer.watch(model, optimizer, log_every=2, outputs="classes")
+    writer.watch(model, steppers, log_every=2, outputs="classes")
     for x, y in batches:
-        optimizer.zero_grad()
+        for stepper in steppers:
+            stepper.zero_grad()
         out = model(x)
         F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1)).backward()
-        optimizer.step()
+        for stepper in steppers:
+            stepper.step()
     writer.close()
     return read(os.path.dirname(logdir))[os.path.basename(logdir)]
 
@@ -239,8 +245,9 @@ def _cnn():
                          nn.Linear(16 * 4 * 4, 10))
 
 
+@pytest.mark.parametrize("optimizers", [1, 2])
 @pytest.mark.parametrize("name", ["cnn", "tied_lm"])
-def test_watch_logs_the_same_values_with_and_without_the_kernels(tmp_path, monkeypatch, name):
+def test_watch_logs_the_same_values_with_and_without_the_kernels(tmp_path, monkeypatch, name, optimizers):
     generator = torch.Generator().manual_seed(6)
     if name == "cnn":
         model_fn = _cnn
@@ -250,20 +257,26 @@ def test_watch_logs_the_same_values_with_and_without_the_kernels(tmp_path, monke
         model_fn = _TiedLM
         batches = [(torch.randint(0, 50, (4, 12), generator=generator),
                     torch.randint(0, 50, (4, 12), generator=generator)) for _ in range(5)]
-    calls = {"gradient": 0, "update": 0, "output": 0}
+    calls = {"gradient": 0, "update": 0, "output": 0, "parameter": 0}
     for kind in calls:
         original = getattr(fused, kind + "_statistics")
 
         def counted(*args, _original=original, _kind=kind, **kwargs):
             result = _original(*args, **kwargs)
-            calls[_kind] += result is not None
+            calls[_kind] += _kind == "parameter" or result is not None  # it fills `out`
             return result
 
         monkeypatch.setattr(fused, kind + "_statistics", counted)
-    got = _train(str(tmp_path / "one_pass" / "run"), model_fn, batches, calls)
-    assert all(calls.values()), calls  # the kernels did the work
+    got = _train(str(tmp_path / "one_pass" / "run"), model_fn, batches, optimizers)
+    # The kernels did the work: one call per logging step for the parameter
+    # side with one optimizer, per-kind calls with two.
+    if optimizers == 1:
+        assert calls["parameter"] == 3 and calls["gradient"] == calls["update"] == 0, calls
+    else:
+        assert calls["parameter"] == 0 and calls["gradient"] > 0 and calls["update"] > 0, calls
+    assert calls["output"] > 0
     monkeypatch.setattr(fused, "ENABLED", False)
-    want = _train(str(tmp_path / "pytorch" / "run"), model_fn, batches, calls)
+    want = _train(str(tmp_path / "pytorch" / "run"), model_fn, batches, optimizers)
     assert sorted(got) == sorted(want)
     for tag in want:
         assert got[tag].steps == want[tag].steps == [0, 2, 4], tag
@@ -328,3 +341,39 @@ def test_without_the_extension_everything_is_logged_by_pytorch_and_numpy(tmp_pat
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "logged without the extension" in done.stdout
+
+
+# -- class scores -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["plain", "nan_row", "inf_max_row", "minus_inf_entries", "all_minus_inf"])
+def test_class_statistics_equal_pytorch(case):
+    from torch_visualization.watch import classes
+    from torch_visualization.watch.reducer import StepState
+
+    scores = torch.randn(9, 7, generator=torch.Generator().manual_seed(3)) * 4
+    if case == "nan_row":
+        scores[2, 3] = float("nan")
+    elif case == "inf_max_row":
+        scores[4, 0] = float("inf")
+    elif case == "minus_inf_entries":
+        scores[1, :3] = float("-inf")  # masked classes: probability 0, no NaN
+    elif case == "all_minus_inf":
+        scores[5] = float("-inf")
+    got, want = StepState(), StepState()
+    for _ in range(2):  # a second forward adds to the sums
+        classes.add_class_scores(got, scores, sequence=True)
+        classes.add_class_scores(want, scores, sequence=True, accelerated=True)
+    assert fused.class_statistics(scores) is not None  # the C call served `got`
+    np.testing.assert_allclose(got.class_sum.numpy(), want.class_sum.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got.sequence.numpy(), want.sequence.numpy(), rtol=1e-5, atol=1e-5)
+    assert got.class_samples == want.class_samples == 18
+    assert np.isnan(got.class_sum.numpy()).any() == (case in ("nan_row", "inf_max_row", "all_minus_inf"))
+
+
+def test_class_statistics_leave_big_or_other_outputs_to_pytorch():
+    assert fused.class_statistics(torch.zeros(fused.CLASS_SCORES_MAX // 4 + 1, 4)) is None
+    assert fused.class_statistics(torch.zeros(3, 4, dtype=torch.float64)) is None
+    assert fused.class_statistics(torch.zeros(4, 3).t()) is None
+    with pytest.raises(ValueError, match="scores must be"):
+        fused._fused.class_statistics(np.zeros((3, 4), np.float32), np.zeros(5, np.float32))

@@ -122,46 +122,50 @@ def test_two_optimizers_take_the_eager_path(tmp_path, monkeypatch):
     _assert_same_values(got, want)
 
 
+def build_missing_gradient():
+    """A model whose last layer is used on even steps only."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    extra = nn.Linear(3, 2)
+    model.add_module("unused_on_odd_steps", extra)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    batches = make_batches(4)
+
+    def step(index):
+        x = batches[index][0][:, :6]
+        optimizer.zero_grad()
+        out = model[2](model[1](model[0](x)))
+        if index % 2 == 0:
+            out = extra(out)
+        F.softplus(out).mean().backward()
+        optimizer.step()
+
+    return model, optimizer, step
+
+
 def test_a_missing_gradient_falls_back_for_that_step(tmp_path, monkeypatch):
-    def build():
-        torch.manual_seed(0)
-        model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
-        extra = nn.Linear(3, 2)
-        model.add_module("unused_on_odd_steps", extra)
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-        batches = make_batches(4)
-
-        def step(index):
-            x = batches[index][0][:, :6]
-            optimizer.zero_grad()
-            out = model[2](model[1](model[0](x)))
-            if index % 2 == 0:
-                out = extra(out)
-            F.softplus(out).mean().backward()
-            optimizer.step()
-
-        return model, optimizer, step
-
-    (accelerated, got), (_, want) = _two_runs(tmp_path, monkeypatch, build)
+    (accelerated, got), (_, want) = _two_runs(tmp_path, monkeypatch, build_missing_gradient)
     assert accelerated._reducer.replay.runs == 2  # steps 0 and 2; 1 and 3 ran eagerly
     _assert_same_values(got, want)
 
 
+def build_sparse():
+    """A model with a sparse embedding gradient."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(20, 6, sparse=True), nn.Flatten(), nn.Linear(18, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    tokens = torch.randint(0, 20, (4, 8, 3), generator=torch.Generator().manual_seed(2))
+
+    def step(index):
+        optimizer.zero_grad()
+        model(tokens[index]).square().mean().backward()
+        optimizer.step()
+
+    return model, optimizer, step
+
+
 def test_sparse_gradients_fall_back_with_the_same_values(tmp_path, monkeypatch):
-    def build():
-        torch.manual_seed(0)
-        model = nn.Sequential(nn.Embedding(20, 6, sparse=True), nn.Flatten(), nn.Linear(18, 3))
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-        tokens = torch.randint(0, 20, (4, 8, 3), generator=torch.Generator().manual_seed(2))
-
-        def step(index):
-            optimizer.zero_grad()
-            model(tokens[index]).square().mean().backward()
-            optimizer.step()
-
-        return model, optimizer, step
-
-    (accelerated, got), (_, want) = _two_runs(tmp_path, monkeypatch, build)
+    (accelerated, got), (_, want) = _two_runs(tmp_path, monkeypatch, build_sparse)
     assert accelerated._reducer.replay.runs == 0  # every step took the eager path
     _assert_same_values(got, want)
 

@@ -288,14 +288,15 @@ def test_gpt2_gradients_are_bit_identical_with_capture_on(tmp_path):
 def test_class_shares_of_long_sequences_are_summed_in_chunks(monkeypatch):
     """A big vocabulary's softmax is taken a few rows at a time (bounded
     memory on a logging step): the sums equal the whole softmax's."""
-    from torch_visualization.watch import capture
+    from torch_visualization.watch import classes
     from torch_visualization.watch.reducer import StepState
 
     scores = torch.randn(37, 50, generator=torch.Generator().manual_seed(0))
     whole, chunked = StepState(), StepState()
-    capture.add_class_scores(whole, scores, sequence=True)
-    monkeypatch.setattr(capture, "_PROBABILITIES_PER_CHUNK", 50 * 4)  # 4 rows a chunk
-    capture.add_class_scores(chunked, scores, sequence=True)
+    # accelerated: the PyTorch path (small CPU scores would take one C call)
+    classes.add_class_scores(whole, scores, sequence=True, accelerated=True)
+    monkeypatch.setattr(classes, "_PROBABILITIES_PER_CHUNK", 50 * 4)  # 4 rows a chunk
+    classes.add_class_scores(chunked, scores, sequence=True, accelerated=True)
     torch.testing.assert_close(chunked.class_sum, whole.class_sum)
     torch.testing.assert_close(chunked.sequence, whole.sequence)
     probabilities = scores.double().softmax(1)

@@ -19,19 +19,17 @@ and a frozen eval-mode backbone inside a training model is measured):
 
 from __future__ import annotations
 
-import collections.abc
 import warnings
 
+import numpy as np
 import torch
 
 from torch_visualization import fused, reduce
-from torch_visualization.watch import attention, deferred, functional
+from torch_visualization.watch import attention, classes, deferred, functional
 from torch_visualization.watch import plan as plans
 from torch_visualization.watch import tokens
 
 
-# Largest softmax a logging step materialises at once (see add_class_scores).
-_PROBABILITIES_PER_CHUNK = 1 << 24
 
 
 def _compiling():
@@ -83,7 +81,7 @@ def add_module_stats(state, index, output, accelerated=False, module=None):
             flat = output.view(-1)
             norm = torch.dot(flat, flat).sqrt_()
         else:
-            norm = torch.linalg.vector_norm(output, 2, dtype=torch.float32)
+            norm = torch.linalg.vector_norm(output, 2, dtype=reduce.norm_dtype([output]))
         if cpu:
             # amin and amax are vectorised (together faster than aminmax here;
             # an inf-norm is ~10x slower).
@@ -92,7 +90,7 @@ def add_module_stats(state, index, output, accelerated=False, module=None):
             # aminmax copies a channels-last tensor first; the inf-norm reads
             # it in place. max(-low, high), all that is read of the pair, is
             # max|x| either way.
-            low = high = torch.linalg.vector_norm(output, float("inf"), dtype=torch.float32)
+            low = high = torch.linalg.vector_norm(output, float("inf"), dtype=reduce.norm_dtype([output]))
     state.module_stats.append((index, norm, low, high, output.numel()))
 
 
@@ -100,62 +98,6 @@ def add_attention(state, index, maps):
     """One module's attention maps of the first example: pooled maps and
     the entropy per head (of the full maps), kept on the device."""
     state.attention[index] = (attention.pooled(maps), attention.entropy(maps), tuple(maps.shape))
-
-
-def add_class_scores(state, scores, sequence=False):
-    """Adds the softmax of `[rows, classes]` scores to the step's sums;
-    for a sequence output (rows = batch x positions) also the predictive
-    entropy and the largest logit.
-
-    Rows are taken in chunks of at most ~16M probabilities: an LM's logits
-    (8 x 1024 positions x 50k tokens) would otherwise need a float32 copy of
-    1.6 GB on a logging step.
-    """
-    rows, width = scores.shape
-    chunk = max(1, _PROBABILITIES_PER_CHUNK // width)
-    sums = entropy = None
-    with torch.no_grad():
-        for start in range(0, rows, chunk):
-            # Under no_grad: no detach; one chunk: no slice (host calls count
-            # on a launch-bound GPU).
-            part = scores if chunk >= rows else scores[start:start + chunk]
-            probabilities = torch.softmax(part, 1, dtype=torch.float32)
-            total = probabilities.sum(0)
-            sums = total if sums is None else sums.add_(total)
-            if sequence:
-                part_entropy = -torch.special.xlogy(probabilities, probabilities).sum()
-                entropy = part_entropy if entropy is None else entropy + part_entropy
-        if sequence:
-            top = scores.max().float()
-            stats = torch.stack([entropy, top, torch.full_like(entropy, rows)])
-            if state.sequence is not None:
-                old = state.sequence
-                stats = torch.stack([old[0] + entropy, torch.maximum(old[1], top), old[2] + stats[2]])
-            state.sequence = stats
-    state.class_sum = sums if state.class_sum is None else state.class_sum.add_(sums)
-    state.class_samples += rows
-
-
-def first_tensor(output):
-    """The first tensor of a module output (a tensor, or a tuple/list/dict
-    holding tensors): what a block passes on in the residual stream."""
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, collections.abc.Mapping):
-        output = list(output.values())
-    if isinstance(output, (list, tuple)):
-        for item in output:
-            if isinstance(item, torch.Tensor):
-                return item
-    return None
-
-
-def class_scores(output):
-    """The class scores of a model output: the output itself, the "logits"
-    entry of a mapping (Hugging Face's ModelOutput), else its first tensor."""
-    if isinstance(output, collections.abc.Mapping) and isinstance(output.get("logits"), torch.Tensor):
-        return output["logits"]
-    return first_tensor(output)
 
 
 class ForwardCapture:
@@ -283,7 +225,7 @@ class ForwardCapture:
             state = self._state()
             if not self._measuring() or state is None:
                 return
-            tensor = first_tensor(output)
+            tensor = classes.first_tensor(output)
             if tensor is not None and tensor.numel() and tensor.is_floating_point() \
                     and not self._deferred.offer(deferred.STATS, index, tensor):
                 self._guarded(add_module_stats, state, index, tensor, self._accelerated, module)
@@ -343,7 +285,7 @@ class ForwardCapture:
         if self._class_off:
             self._tell_no_classes(output)
             return
-        scores = class_scores(output)
+        scores = classes.class_scores(output)
         if scores is None:
             return
         names = self._plan.class_names
@@ -364,7 +306,8 @@ class ForwardCapture:
             self.class_width = width
         elif width != self.class_width:
             return
-        add_class_scores(state, scores.reshape(-1, width), sequence=scores.dim() == 3)
+        classes.add_class_scores(state, scores.reshape(-1, width), sequence=scores.dim() == 3,
+                                 accelerated=self._accelerated)
 
     def _disable_classes(self, why):
         self._class_off = True
@@ -378,7 +321,7 @@ class ForwardCapture:
         if self._classes_told:
             return
         self._classes_told = True
-        scores = class_scores(output)
+        scores = classes.class_scores(output)
         if scores is not None and scores.dim() in (2, 3) and scores.is_floating_point() \
                 and scores.shape[-1] >= 2:
             warnings.warn(

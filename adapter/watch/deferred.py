@@ -33,6 +33,8 @@ import weakref
 
 import torch
 
+from torch_visualization import reduce
+
 # Held outputs, at most this share of the free device memory.
 MAX_FREE_MEMORY_SHARE = 0.1
 # Where the device cannot say (the CPU test seam, other accelerators).
@@ -120,12 +122,13 @@ def _measure(state, kind, entries):
     indices = [index for index, _ in entries]
     tensors = [tensor for _, tensor in entries]
     if kind == COUNTS:
-        counts = torch._foreach_norm(tensors, 0, dtype=torch.float32)
+        counts = torch._foreach_norm(tensors, 0, dtype=reduce.norm_dtype(tensors))
         state.activations.extend(
             (index, count, tensor.numel()) for index, count, tensor in zip(indices, counts, tensors))
         return
-    norms = torch._foreach_norm(tensors, 2, dtype=torch.float32)
-    tops = torch._foreach_norm(tensors, float("inf"), dtype=torch.float32)
+    dtype = reduce.norm_dtype(tensors)  # float64 outputs cannot narrow
+    norms = torch._foreach_norm(tensors, 2, dtype=dtype)
+    tops = torch._foreach_norm(tensors, float("inf"), dtype=dtype)
     # (index, L2 norm, low, high, numel) with low = high = max|x| (see
     # capture.add_module_stats: max(-low, high) is what is read).
     state.module_stats.extend(

@@ -9,6 +9,7 @@ Under DDP/FSDP the counts and statistics are first combined over the ranks
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from torch_visualization import distributed, reduce
@@ -22,8 +23,13 @@ def _as_tensor(value, device):
 
 
 def vector(values, device):
-    """0-d tensors and Python floats -> one 1-D float32 tensor on `device`."""
+    """0-d tensors and Python floats -> one 1-D float32 tensor on `device`
+    (Python floats for the CPU: a numpy array, which the packet takes as
+    it is; a torch call costs several times more between a backward and
+    an optimizer step than in a loop, its code being cold)."""
     if all(type(value) is float for value in values):
+        if device.type == "cpu":
+            return np.array(values, dtype=np.float32)
         return torch.tensor(values, dtype=torch.float32, device=device)
     tensors = [_as_tensor(value, device) for value in values]
     return reduce.stack_scalars([t if t.device == device else t.to(device) for t in tensors])
@@ -31,7 +37,8 @@ def vector(values, device):
 
 def module_rows(state, device):
     """`(indices, rows, numels)`: the sums of squares, minima and maxima of
-    the measured module outputs as a `[3, entries]` float32 tensor and their
+    the measured module outputs as a `[3, entries]` float32 tensor (numpy
+    array for Python floats on the CPU, see `vector`) and their
     element counts on the host; once combined over ranks, `[4, modules]`
     rows with the counts as the fourth, and numels None."""
     if state.module_rows is not None:
@@ -40,8 +47,9 @@ def module_rows(state, device):
         return [], None, None
     columns = list(zip(*state.module_stats))
     if all(type(norm) is float for norm in columns[1]):  # read in one pass (fused.py)
-        rows = torch.tensor([[norm * norm for norm in columns[1]], columns[2], columns[3]],
-                            dtype=torch.float32, device=device)
+        rows = [[norm * norm for norm in columns[1]], columns[2], columns[3]]
+        rows = (np.array(rows, dtype=np.float32) if device.type == "cpu"
+                else torch.tensor(rows, dtype=torch.float32, device=device))
         return list(columns[0]), rows, list(columns[4])
     squares = vector(columns[1], device).square_()  # one op, not one per module
     rows = torch.stack([squares] + [vector(column, device) for column in columns[2:4]])

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import torch
 
 
@@ -41,13 +42,14 @@ class PacketBuilder:
         self._size = 0
 
     def add(self, name, tensor):
-        """Adds a 1-D tensor (or several: their concatenation) as `name`."""
+        """Adds a 1-D tensor (or several: their concatenation) as `name`;
+        on the CPU also numpy arrays."""
         tensors = tensor if isinstance(tensor, (list, tuple)) else [tensor]
         if name in self._segments:
             raise ValueError("packet: segment %r added twice" % name)
         size = 0
         for piece in tensors:
-            if piece.dim() != 1:
+            if len(piece.shape) != 1:
                 raise ValueError("packet: segment %r needs 1-D pieces, got shape %s"
                                  % (name, list(piece.shape)))
             self._pieces.append(piece)
@@ -73,12 +75,27 @@ class PacketBuilder:
         on `device`, its copy to the host started (non-blocking on CUDA)."""
         if not self._pieces:
             return None, None, {}
+        if device.type == "cpu":
+            # numpy: a few cheap calls where torch.cat's would be many and cold.
+            flat = np.concatenate([_host_array(piece) for piece in self._pieces])
+            return torch.from_numpy(flat), None, dict(self._segments)
+        if any(isinstance(piece, np.ndarray) for piece in self._pieces):
+            raise TypeError("packet: numpy pieces are for CPU packets only")
         with torch.no_grad():
             pieces = [p if p.device == device else p.to(device) for p in self._pieces]
             pieces = [p if p.dtype == torch.float32 else p.float() for p in pieces]
             flat = torch.cat(pieces)
         host, ready = _to_host(flat)
         return host, ready, dict(self._segments)
+
+
+def _host_array(piece):
+    """A CPU piece (numpy array or tensor of any float dtype) as float32 numpy."""
+    if isinstance(piece, np.ndarray):
+        return piece.astype(np.float32, copy=False)
+    if piece.dtype != torch.float32 or piece.device.type != "cpu":
+        piece = piece.to("cpu", torch.float32)
+    return piece.detach().numpy()
 
 
 def _to_host(flat):

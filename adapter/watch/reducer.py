@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from torch_visualization import distributed, fused, pooling, reduce
-from torch_visualization.watch import outputs
+from torch_visualization.watch import cpu_pass, outputs
 from torch_visualization.watch import packet as packets
 from torch_visualization.watch import plan as plans
 from torch_visualization.watch import replay as replays
@@ -31,6 +31,10 @@ ACCELERATOR_PATH_ON_CPU = False
 # CUDA graphs for the parameter side (replay.py); off: the same reductions
 # run eagerly. A test seam, and a switch should a driver misbehave.
 REPLAY_GRAPHS = True
+
+# The CPU's one-call parameter side (cpu_pass.py); off: the general path.
+# A test seam.
+CPU_PASS = True
 
 _foreach_clone = getattr(torch, "_foreach_clone", None)
 
@@ -115,14 +119,17 @@ class StepReducer:
         else:
             self._heatmaps = pooling.HeatmapPlan(params, plan.max_cells, batch=self.accelerated)
             shapes, scales, order = self._heatmaps.shapes, self._heatmaps.scales, self._heatmaps.order
-        # One optimizer stepping every trainable parameter on one accelerator:
-        # the parameter side is planned once and replayed (replay.py).
+        # One optimizer stepping every trainable parameter: the parameter
+        # side is planned once, then replayed on one accelerator (replay.py)
+        # or one kernel call on the CPU (cpu_pass.py).
         self.replay = None
-        if (self.accelerated and not roles.sharded and roles.measures_parameters and grad_params
-                and plan.optimizer_groups == [list(range(len(grad_params)))]
-                and len({param.device for param in params}) == 1):
-            self.replay = replays.ParameterReplay(grad_params, params, self._heatmaps,
-                                                  graphs=REPLAY_GRAPHS)
+        if (not roles.sharded and roles.measures_parameters and grad_params
+                and plan.optimizer_groups == [list(range(len(grad_params)))]):
+            if self.accelerated and len({param.device for param in params}) == 1:
+                self.replay = replays.ParameterReplay(grad_params, params, self._heatmaps,
+                                                      graphs=REPLAY_GRAPHS)
+            elif not self.accelerated and CPU_PASS and cpu_pass.applies(grad_params, params):
+                self.replay = cpu_pass.CpuParameterPass(grad_params, params, self._heatmaps)
         # (tag, grid shape, what its first event's metadata needs), in the
         # order the grids lie in a packet.
         self.heatmap_entries = [
@@ -175,10 +182,10 @@ class StepReducer:
         optimizer `group` holds, after its step."""
         positions = [p for p in self.plan.optimizer_groups[group] if p not in state.measured]
         if self._replay_ready(state, group, positions):
-            grads = [param.grad for param in self._grad_params]
-            if all(replays.replayable(grad, self.device) for grad in grads):
+            replayed = self.replay.run([param.grad for param in self._grad_params])
+            if replayed is not None:  # None: this step's gradients need the general path
                 state.before.pop(group)
-                state.replayed = self.replay.run(grads)
+                state.replayed = replayed
                 state.measured.update(positions)
                 state.stepped.add(group)
                 state.gradient_groups.append(("g0", positions, None, None))

@@ -119,8 +119,11 @@ class ParameterReplay:
 
     def run(self, grads):
         """`(vector, {segment: (offset, size)})` of this logging step, after
-        `copy_weights` and the optimizer step; `grads` are the dense
-        gradients of `grad_params`, in order."""
+        `copy_weights` and the optimizer step, or None where a gradient is
+        not `replayable` (the caller's general path measures the step);
+        `grads`: the `.grad` of each of `grad_params`, in order."""
+        if not all(replayable(grad, self.device) for grad in grads):
+            return None
         self._runs += 1
         self._served += 1
         if self._graph is not None and self._pointers != self._storages():

@@ -1,0 +1,147 @@
+"""The parameter side of a CPU logging step, planned once: one kernel call.
+
+The CPU counterpart of `replay.ParameterReplay`, for the same common case
+(one watched optimizer stepping every trainable parameter, not sharded) when
+the parameters are contiguous float32 CPU tensors and the one-pass kernels
+(fused.py) are built:
+
+- before the optimizer step, the weights are copied into buffers of its
+  own (a memcpy per parameter through kept numpy views);
+- after it, ONE call of `_fused.parameter_statistics` reads each gradient,
+  weight and kept copy once and writes the gradient statistics, NaN/Inf
+  counts, update norms and every weight's heatmap grid straight into their
+  slots of one fresh vector laid out as `replay.SEGMENTS`, which the packet
+  takes whole (`PacketBuilder.add_block`).
+
+Everything that does not change between logging steps is worked out once:
+the numpy views of the parameters and copies (again when a parameter's
+storage moved), the grids' places in the vector, the call's arguments. What
+is left per logging step is a view of each gradient (a fresh tensor each
+step) and the one call, so the Python work grows with the parameter count
+only by that.
+
+`run` returns None when this step's tensors do not suit the kernels (a
+missing, sparse, non-float32 or non-contiguous gradient, parameters that
+became non-float32): the caller then measures the step on StepReducer's
+general path, with the copies this pass kept.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from torch_visualization import fused
+from torch_visualization.watch import replay as replays
+
+
+def applies(grad_params, heat_params):
+    """Whether the pass can serve these parameters (the kernels are built,
+    every parameter is a non-empty contiguous float32 CPU tensor)."""
+    return fused.available() and all(fused.readable(param) for param in list(grad_params) + list(heat_params))
+
+
+class CpuParameterPass:
+    """Runs the parameter side of each logging step in one kernel call
+    (training thread).
+
+    Args:
+      grad_params: The trainable parameters, all stepped by the one watched
+        optimizer.
+      heat_params: Every watched parameter (heatmaps).
+      heatmaps: Their `pooling.HeatmapPlan`, planned with `batch=False`
+        (every grid pooled alone).
+    """
+
+    def __init__(self, grad_params, heat_params, heatmaps):
+        self._grad_params = grad_params
+        self._heat_params = heat_params
+        count = len(grad_params)
+        # The grids' places in the vector, in the heatmap plan's order.
+        cells_at, offset = {}, 6 * count
+        for index in heatmaps.order:
+            out_rows, out_cols = heatmaps.shapes[index][:2]
+            cells_at[index] = offset
+            offset += out_rows * out_cols
+        self._size = offset
+        # The segments of a replayed vector (decode.py reads them by name).
+        self._layout = dict(zip(replays.SEGMENTS, [
+            (0, 3 * count), (3 * count, count), (4 * count, 2 * count), (6 * count, offset - 6 * count),
+        ]))
+        position_of = {id(param): index for index, param in enumerate(heat_params)}
+        stepped = set()
+        self._grids = []  # per trainable parameter: (offset, rows, out_rows, out_cols) or None
+        for param in grad_params:
+            index = position_of.get(id(param))
+            if index is None:
+                self._grids.append(None)
+                continue
+            stepped.add(index)
+            rows, _, out_rows, out_cols = heatmaps.alone(index)
+            self._grids.append((cells_at[index], rows, out_rows, out_cols))
+        # Watched parameters no optimizer steps (a frozen backbone): pooled only.
+        self._pooled_only = [index for index in range(len(heat_params)) if index not in stepped]
+        self._pool_specs = [(cells_at[index],) + tuple(heatmaps.alone(index)[i] for i in (0, 2, 3))
+                            for index in self._pooled_only]
+        self.before = [torch.empty_like(param) for param in grad_params]
+        self._pointers = None  # the storages the cached views show
+        self._arguments = None  # (before views, weight views, grids, pools)
+        self.runs = 0  # logging steps this pass served
+
+    def copy_weights(self):
+        """Keeps the weights the optimizer is about to step."""
+        if any(copy.shape != param.shape or copy.dtype != param.dtype
+               for copy, param in zip(self.before, self._grad_params)):
+            self.before = [torch.empty_like(param) for param in self._grad_params]
+        arguments = self._planned()
+        if arguments is None:
+            with torch.no_grad():
+                torch._foreach_copy_(self.before, self._grad_params)
+        else:
+            # memcpy through the kept views: on the CPU `_foreach_copy_` is a
+            # dispatched copy_ per tensor, each of them slow between a
+            # backward and a step (cold code).
+            for copy, weight in zip(arguments[0], arguments[1]):
+                np.copyto(copy, weight)
+        return self.before
+
+    def run(self, grads):
+        """`(vector, {segment: (offset, size)})` of this logging step, after
+        `copy_weights` and the optimizer step, or None where the kernels do
+        not take this step's tensors. `grads`: the `.grad` of each trainable
+        parameter, in order."""
+        arguments = self._planned()
+        if arguments is None:
+            return None
+        try:
+            grad_views = [grad.numpy() for grad in grads]
+        except (AttributeError, TypeError, RuntimeError):
+            # None (unused parameter), sparse, another dtype, or a gradient
+            # that requires grad (create_graph=True): the general path.
+            return None
+        vector = np.empty(self._size, dtype=np.float32)
+        before_views, weight_views, grids, pools = arguments
+        try:
+            fused.parameter_statistics(grad_views, before_views, weight_views, vector, grids, pools)
+        except fused.Unreadable:  # a float16 or non-contiguous gradient
+            return None
+        self.runs += 1
+        return torch.from_numpy(vector), self._layout
+
+    def _planned(self):
+        """The call's arguments, made again whenever a parameter's storage
+        moved (`param.data = ...`, `model.to(...)`); None where the kernels
+        do not read the parameters any more."""
+        pointers = [param.data_ptr() for param in self._grad_params]
+        pointers += [param.data_ptr() for param in self._heat_params]
+        pointers += [copy.data_ptr() for copy in self.before]
+        if pointers == self._pointers:
+            return self._arguments
+        self._pointers = pointers
+        self._arguments = None
+        if applies(list(self._grad_params) + list(self.before), self._heat_params):
+            weights = [param.detach().numpy() for param in self._grad_params]
+            pools = [(self._heat_params[index].detach().numpy(),) + spec
+                     for index, spec in zip(self._pooled_only, self._pool_specs)]
+            self._arguments = ([copy.numpy() for copy in self.before], weights, self._grids, pools)
+        return self._arguments
