@@ -306,8 +306,9 @@ class ForwardCapture:
             self.class_width = width
         elif width != self.class_width:
             return
-        classes.add_class_scores(state, scores.reshape(-1, width), sequence=scores.dim() == 3,
-                                 accelerated=self._accelerated)
+        sequence = scores.dim() == 3
+        classes.add_class_scores(state, scores.reshape(-1, width) if sequence else scores,
+                                 sequence=sequence, accelerated=self._accelerated)
 
     def _disable_classes(self, why):
         self._class_off = True

@@ -5,8 +5,8 @@ The CPU counterpart of `replay.ParameterReplay`, for the same common case
 the parameters are contiguous float32 CPU tensors and the one-pass kernels
 (fused.py) are built:
 
-- before the optimizer step, the weights are copied into buffers of its
-  own (a memcpy per parameter through kept numpy views);
+- before the optimizer step, one `_foreach_copy_` keeps the weights in
+  buffers of its own;
 - after it, ONE call of `_fused.parameter_statistics` reads each gradient,
   weight and kept copy once and writes the gradient statistics, NaN/Inf
   counts, update norms and every weight's heatmap grid straight into their
@@ -89,20 +89,16 @@ class CpuParameterPass:
         self.runs = 0  # logging steps this pass served
 
     def copy_weights(self):
-        """Keeps the weights the optimizer is about to step."""
-        if any(copy.shape != param.shape or copy.dtype != param.dtype
-               for copy, param in zip(self.before, self._grad_params)):
-            self.before = [torch.empty_like(param) for param in self._grad_params]
-        arguments = self._planned()
-        if arguments is None:
-            with torch.no_grad():
-                torch._foreach_copy_(self.before, self._grad_params)
-        else:
-            # memcpy through the kept views: on the CPU `_foreach_copy_` is a
-            # dispatched copy_ per tensor, each of them slow between a
-            # backward and a step (cold code).
-            for copy, weight in zip(arguments[0], arguments[1]):
-                np.copyto(copy, weight)
+        """Keeps the weights the optimizer is about to step (one call).
+
+        PyTorch's copy, not the kept numpy views: it copies with the intra-op
+        threads (2.3 MB: ~65-110 µs on a 2-core VM, against ~170-190 µs
+        for a single-threaded memcpy or `np.copyto`)."""
+        with torch.no_grad():
+            if any(copy.shape != param.shape or copy.dtype != param.dtype
+                   for copy, param in zip(self.before, self._grad_params)):
+                self.before = [torch.empty_like(param) for param in self._grad_params]
+            torch._foreach_copy_(self.before, self._grad_params)
         return self.before
 
     def run(self, grads):
