@@ -217,3 +217,17 @@ def test_the_kernel_checks_what_it_is_given():
     pooled_only = np.arange(6, dtype=np.float32)
     _fused.parameter_statistics([], [], [], out, [], [(pooled_only, 0, 2, 1, 3)])
     assert out[:3].tolist() == [3.0, 5.0, 7.0]  # rows summed (2 divides 2), columns kept
+
+
+def test_kernels_switched_off_after_watch_stop_the_pass(tmp_path, monkeypatch):
+    model, optimizer, step = _simple()()
+    writer = SummaryWriter(str(tmp_path / "run"))
+    handle = writer.watch(model, optimizer, log_every=1, outputs="classes")
+    step(0)
+    step(1)
+    monkeypatch.setattr(fused, "ENABLED", False)  # e.g. benchmarks/overhead.py's torchops mode
+    step(2)
+    step(3)
+    writer.close()
+    assert handle._reducer.replay.runs == 2
+    assert read(str(tmp_path))["run"]["gradients/norm"].steps == [0, 1, 2, 3]

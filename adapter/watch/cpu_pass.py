@@ -128,6 +128,8 @@ class CpuParameterPass:
         """The call's arguments, made again whenever a parameter's storage
         moved (`param.data = ...`, `model.to(...)`); None where the kernels
         do not read the parameters any more."""
+        if not fused.available():  # switched off since (fused.ENABLED)
+            return None
         pointers = [param.data_ptr() for param in self._grad_params]
         pointers += [param.data_ptr() for param in self._heat_params]
         pointers += [copy.data_ptr() for copy in self.before]
