@@ -727,6 +727,47 @@ static int parse_grid(PyObject *item, Py_ssize_t n, Grid *grid, Py_buffer *view)
     return 0;
 }
 
+/* Scratch the pooling of several grids shares: row sums as wide as the
+ * widest matrix, the column bins of the grid with the most columns. */
+typedef struct {
+    Py_ssize_t widest, most_bins;
+    float *acc;
+    Bin *bins;
+} Scratch;
+
+static void scratch_fit(Scratch *s, const Grid *g) {
+    if (g->cols > s->widest) s->widest = g->cols;
+    if (g->out_cols > s->most_bins) s->most_bins = g->out_cols;
+}
+
+/* 0, or -1 with MemoryError set. */
+static int scratch_alloc(Scratch *s) {
+    s->acc = s->widest ? PyMem_RawMalloc((size_t)s->widest * sizeof(float)) : NULL;
+    s->bins = s->most_bins ? PyMem_RawMalloc((size_t)s->most_bins * sizeof(Bin)) : NULL;
+    if ((s->widest && s->acc == NULL) || (s->most_bins && s->bins == NULL)) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+static void scratch_free(Scratch *s) {
+    PyMem_RawFree(s->acc);
+    PyMem_RawFree(s->bins);
+    s->acc = NULL;
+    s->bins = NULL;
+}
+
+/* update_kernel's sums of one pair; where `g` is not NULL, `new_` is also
+ * pooled into it in the same pass. */
+static void update_pair(const float *old, const float *new_, Py_ssize_t n, const Grid *g, Scratch *s,
+                        double out[2]) {
+    if (g != NULL)
+        update_pool_kernel(old, new_, g, s->acc, s->bins, out);
+    else
+        update_kernel(old, new_, n, out);
+}
+
 static PyObject *update_statistics(PyObject *self, PyObject *args) {
     PyObject *olds_obj, *news_obj, *out_obj, *grids_obj = Py_None, *grid_items = NULL;
     if (!PyArg_ParseTuple(args, "OOO|O:update_statistics", &olds_obj, &news_obj, &out_obj, &grids_obj))
@@ -734,7 +775,8 @@ static PyObject *update_statistics(PyObject *self, PyObject *args) {
     Py_buffer *olds = NULL, *news = NULL, *grid_views = NULL, out;
     Grid *grids = NULL;
     char *pooled = NULL;
-    Py_ssize_t count = -1, other = -1, widest = 0, most_bins = 0;
+    Py_ssize_t count = -1, other = -1;
+    Scratch scratch = {0};
     int have_out = 0;
     count = float_buffers(olds_obj, &olds, "update_statistics");
     if (count < 0) goto done;
@@ -778,35 +820,23 @@ static PyObject *update_statistics(PyObject *self, PyObject *args) {
             if (item == Py_None) continue;
             if (parse_grid(item, elements(&news[k]), &grids[k], &grid_views[k]) < 0) goto done;
             pooled[k] = 1;
-            if (grids[k].cols > widest) widest = grids[k].cols;
-            if (grids[k].out_cols > most_bins) most_bins = grids[k].out_cols;
+            scratch_fit(&scratch, &grids[k]);
         }
     }
+    if (scratch_alloc(&scratch) < 0) goto done;
     {
         float *o = out.buf;
-        float *acc = widest ? PyMem_RawMalloc((size_t)widest * sizeof(float)) : NULL;
-        Bin *bins = most_bins ? PyMem_RawMalloc((size_t)most_bins * sizeof(Bin)) : NULL;
-        if ((widest && acc == NULL) || (most_bins && bins == NULL)) {
-            PyMem_RawFree(acc);
-            PyMem_RawFree(bins);
-            PyErr_NoMemory();
-            goto done;
-        }
         Py_BEGIN_ALLOW_THREADS
         for (Py_ssize_t k = 0; k < count; k++) {
             double r[2];
-            if (pooled[k])
-                update_pool_kernel(olds[k].buf, news[k].buf, &grids[k], acc, bins, r);
-            else
-                update_kernel(olds[k].buf, news[k].buf, elements(&olds[k]), r);
+            update_pair(olds[k].buf, news[k].buf, elements(&olds[k]), pooled[k] ? &grids[k] : NULL, &scratch, r);
             o[k] = (float)r[0];
             o[count + k] = (float)r[1];
         }
         Py_END_ALLOW_THREADS
-        PyMem_RawFree(acc);
-        PyMem_RawFree(bins);
     }
 done:
+    scratch_free(&scratch);
     if (grid_views != NULL) {
         for (Py_ssize_t k = 0; k < count; k++)
             if (pooled != NULL && pooled[k]) PyBuffer_Release(&grid_views[k]);
@@ -855,9 +885,8 @@ static PyObject *parameter_statistics(PyObject *self, PyObject *args) {
     PyObject *grid_items = NULL, *pool_items = NULL;
     Grid *grids = NULL, *pools = NULL;
     char *pooled = NULL;
-    float *acc = NULL;
-    Bin *bins = NULL;
-    Py_ssize_t count = -1, n_olds = -1, n_news = -1, n_pools = 0, parsed_pools = 0, widest = 0, most_bins = 0;
+    Scratch scratch = {0};
+    Py_ssize_t count = -1, n_olds = -1, n_news = -1, n_pools = 0, parsed_pools = 0;
     int have_out = 0;
     count = float_buffers(grads_obj, &grads, "parameter_statistics");
     if (count < 0) goto done;
@@ -907,8 +936,7 @@ static PyObject *parameter_statistics(PyObject *self, PyObject *args) {
         if (grid_in(elements(&news[k]), offset, rows, out_rows, out_cols, out.buf, elements(&out), &grids[k]) < 0)
             goto done;
         pooled[k] = 1;
-        if (grids[k].cols > widest) widest = grids[k].cols;
-        if (out_cols > most_bins) most_bins = out_cols;
+        scratch_fit(&scratch, &grids[k]);
     }
     pool_items = PySequence_Fast(pools_obj, "parameter_statistics: pools must be a sequence");
     if (pool_items == NULL) goto done;
@@ -932,15 +960,9 @@ static PyObject *parameter_statistics(PyObject *self, PyObject *args) {
             PyBuffer_Release(&pool_views[parsed_pools]);
             goto done;
         }
-        if (g->cols > widest) widest = g->cols;
-        if (out_cols > most_bins) most_bins = out_cols;
+        scratch_fit(&scratch, g);
     }
-    acc = widest ? PyMem_RawMalloc((size_t)widest * sizeof(float)) : NULL;
-    bins = most_bins ? PyMem_RawMalloc((size_t)most_bins * sizeof(Bin)) : NULL;
-    if ((widest && acc == NULL) || (most_bins && bins == NULL)) {
-        PyErr_NoMemory();
-        goto done;
-    }
+    if (scratch_alloc(&scratch) < 0) goto done;
     {
         float *o = out.buf;
         Py_BEGIN_ALLOW_THREADS
@@ -948,22 +970,18 @@ static PyObject *parameter_statistics(PyObject *self, PyObject *args) {
             double g[4], u[2];
             gradient_kernel(grads[k].buf, elements(&grads[k]), g);
             for (int row = 0; row < 4; row++) o[row * count + k] = (float)g[row];
-            if (pooled[k])
-                update_pool_kernel(olds[k].buf, news[k].buf, &grids[k], acc, bins, u);
-            else
-                update_kernel(olds[k].buf, news[k].buf, elements(&olds[k]), u);
+            update_pair(olds[k].buf, news[k].buf, elements(&olds[k]), pooled[k] ? &grids[k] : NULL, &scratch, u);
             o[4 * count + k] = (float)u[0];
             o[5 * count + k] = (float)u[1];
         }
         for (Py_ssize_t k = 0; k < n_pools; k++) {
             double unused[2];
-            update_pool_kernel(NULL, pool_views[k].buf, &pools[k], acc, bins, unused);
+            update_pair(NULL, pool_views[k].buf, 0, &pools[k], &scratch, unused);
         }
         Py_END_ALLOW_THREADS
     }
 done:
-    PyMem_RawFree(acc);
-    PyMem_RawFree(bins);
+    scratch_free(&scratch);
     if (pool_views != NULL)
         for (Py_ssize_t k = 0; k < parsed_pools; k++) PyBuffer_Release(&pool_views[k]);
     PyMem_Free(pool_views);

@@ -208,6 +208,12 @@ class HeatmapPlan:
         pooled alone (a group of one, as on the CPU), else None."""
         return self._alone.get(index)
 
+    def pool_spec(self, index):
+        """`(rows, out_rows, out_cols)` of tensor `index` pooled alone (what
+        the one-pass kernels of fused.py take), else None."""
+        shape = self._alone.get(index)
+        return None if shape is None else (shape[0], shape[2], shape[3])
+
 
 def _block_scale(size, out):
     """1/block for an evenly divided axis (summed, not averaged), else 1."""

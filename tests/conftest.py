@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib.util
 import json
 import os
 import socket
@@ -20,6 +22,16 @@ CLASS_NAMES = ["cat", "dog", "bird"]
 # More steps than either loader keeps by default (Python 10, RustBoard 100),
 # so tests prove the plugin's own sampling default reaches every step.
 MANY_STEPS = 150
+
+
+@functools.lru_cache(maxsize=None)
+def load_benchmark(name):
+    """`benchmarks/<name>.py` as a module (loaded once per session)."""
+    path = os.path.join(REPO, "benchmarks", name + ".py")
+    spec = importlib.util.spec_from_file_location("benchmarks_" + name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def stored_heatmap(grid):

@@ -23,6 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from conftest import load_benchmark
+
 import torch_visualization
 from torch_visualization import SummaryWriter, reduce, sink
 from torch_visualization.watch import decode
@@ -158,22 +160,15 @@ class _Branchy(nn.Module):
         return self.head(h)  # 40 classes: a pie with an "other" slice
 
 
-class _SelfAttention(nn.Module):
-    def __init__(self, width=8, heads=2):
-        super().__init__()
-        self.heads, self.qkv, self.proj = heads, nn.Linear(width, 3 * width), nn.Linear(width, width)
-
-    def forward(self, x):
-        batch, length, width = x.shape
-        q, k, v = self.qkv(x).reshape(batch, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.proj(y.transpose(1, 2).reshape(batch, length, width))
+def _causal_self_attention(width, heads):
+    """The benchmark GPT's SDPA self-attention."""
+    return load_benchmark("overhead")._CausalSelfAttention(width, heads)
 
 
 class _Tiny(nn.Module):
     def __init__(self):
         super().__init__()
-        self.embed, self.attn, self.head = nn.Embedding(11, 8), _SelfAttention(), nn.Linear(8, 11)
+        self.embed, self.attn, self.head = nn.Embedding(11, 8), _causal_self_attention(8, 2), nn.Linear(8, 11)
 
     def forward(self, ids):
         return self.head(self.attn(self.embed(ids)))

@@ -9,26 +9,17 @@ server must survive, every step must stay reachable, and memory is measured
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
 import sys
 import time
 
-from conftest import REPO
-
-
-def _load_benchmark():
-    path = os.path.join(REPO, "benchmarks", "load.py")
-    spec = importlib.util.spec_from_file_location("benchmarks_load", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_benchmark
 
 
 def test_reduced_load_has_no_errors(tmp_path):
-    load = _load_benchmark()
+    load = load_benchmark("load")
     report = load.run(
         steps=500, tags=5, clients=10, requests=200,
         duration=600,  # a safety net only: the test asserts every request ran
@@ -51,7 +42,7 @@ def test_reduced_load_has_no_errors(tmp_path):
 
 def test_process_tree_includes_children():
     """The memory figures cover child processes (RustBoard's data server)."""
-    load = _load_benchmark()
+    load = load_benchmark("load")
     child = subprocess.Popen(
         [sys.executable, "-c", "import subprocess, sys; subprocess.run([sys.executable, '-c', 'import time; time.sleep(30)'])"]
     )

@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from test_watch import CLASSES, assert_logged_equals, make_batches, reference, run_watched
-from test_watch_replay import build_missing_gradient, build_sparse
+from test_watch_replay import build_missing_gradient, build_sparse, build_two_optimizers
 from torch_visualization import SummaryWriter, fused, read
 from torch_visualization.watch import cpu_pass
 from torch_visualization.watch import reducer as watch_reducer
@@ -177,22 +176,7 @@ def test_half_precision_and_channels_last_models_take_the_general_path(tmp_path,
 
 
 def test_several_optimizers_take_the_general_path(tmp_path, monkeypatch):
-    def build():
-        torch.manual_seed(0)
-        model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
-        first = torch.optim.SGD(model[0].parameters(), lr=0.1)
-        second = torch.optim.Adam(model[2].parameters(), lr=0.01)
-        batches = make_batches(4)
-
-        def step(index):
-            model.zero_grad()
-            model(batches[index][0][:, :6]).square().mean().backward()
-            first.step()
-            second.step()
-
-        return model, [first, second], step
-
-    runs = _runs(tmp_path, monkeypatch, build)
+    runs = _runs(tmp_path, monkeypatch, build_two_optimizers)
     assert runs["pass"][0]._reducer.replay is None
     _assert_same_values(runs)
 

@@ -100,24 +100,26 @@ def _assert_same_values(first, second):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=tag)
 
 
+def build_two_optimizers():
+    """A model whose two layers two optimizers step."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    first = torch.optim.SGD(model[0].parameters(), lr=0.1)
+    second = torch.optim.Adam(model[2].parameters(), lr=0.01)
+    batches = make_batches(4)
+
+    def step(index):
+        x = batches[index][0][:, :6]
+        model.zero_grad()
+        model(x).square().mean().backward()
+        first.step()
+        second.step()
+
+    return model, [first, second], step
+
+
 def test_two_optimizers_take_the_eager_path(tmp_path, monkeypatch):
-    def build():
-        torch.manual_seed(0)
-        model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
-        first = torch.optim.SGD(model[0].parameters(), lr=0.1)
-        second = torch.optim.Adam(model[2].parameters(), lr=0.01)
-        batches = make_batches(4)
-
-        def step(index):
-            x = batches[index][0][:, :6]
-            model.zero_grad()
-            model(x).square().mean().backward()
-            first.step()
-            second.step()
-
-        return model, [first, second], step
-
-    (accelerated, got), (_, want) = _two_runs(tmp_path, monkeypatch, build)
+    (accelerated, got), (_, want) = _two_runs(tmp_path, monkeypatch, build_two_optimizers)
     assert accelerated._reducer.replay is None
     _assert_same_values(got, want)
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
 import torch
 
 from torch_visualization import fused, reduce

@@ -77,12 +77,10 @@ class CpuParameterPass:
                 self._grids.append(None)
                 continue
             stepped.add(index)
-            rows, _, out_rows, out_cols = heatmaps.alone(index)
-            self._grids.append((cells_at[index], rows, out_rows, out_cols))
+            self._grids.append((cells_at[index],) + heatmaps.pool_spec(index))
         # Watched parameters no optimizer steps (a frozen backbone): pooled only.
         self._pooled_only = [index for index in range(len(heat_params)) if index not in stepped]
-        self._pool_specs = [(cells_at[index],) + tuple(heatmaps.alone(index)[i] for i in (0, 2, 3))
-                            for index in self._pooled_only]
+        self._pool_specs = [(cells_at[index],) + heatmaps.pool_spec(index) for index in self._pooled_only]
         self.before = [torch.empty_like(param) for param in grad_params]
         self._pointers = None  # the storages the cached views show
         self._arguments = None  # (before views, weight views, grids, pools)

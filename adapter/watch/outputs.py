@@ -22,15 +22,21 @@ def _as_tensor(value, device):
     return torch.tensor(value, dtype=torch.float32, device=device) if type(value) is float else value
 
 
+def _from_floats(values, device):
+    """Python floats (nested lists too) as one float32 array: numpy for the
+    CPU (see `vector`), a tensor on `device` elsewhere."""
+    if device.type == "cpu":
+        return np.array(values, dtype=np.float32)
+    return torch.tensor(values, dtype=torch.float32, device=device)
+
+
 def vector(values, device):
     """0-d tensors and Python floats -> one 1-D float32 tensor on `device`
     (Python floats for the CPU: a numpy array, which the packet takes as
     it is; a torch call costs several times more between a backward and
     an optimizer step than in a loop, its code being cold)."""
     if all(type(value) is float for value in values):
-        if device.type == "cpu":
-            return np.array(values, dtype=np.float32)
-        return torch.tensor(values, dtype=torch.float32, device=device)
+        return _from_floats(values, device)
     tensors = [_as_tensor(value, device) for value in values]
     return reduce.stack_scalars([t if t.device == device else t.to(device) for t in tensors])
 
@@ -47,9 +53,7 @@ def module_rows(state, device):
         return [], None, None
     columns = list(zip(*state.module_stats))
     if all(type(norm) is float for norm in columns[1]):  # read in one pass (fused.py)
-        rows = [[norm * norm for norm in columns[1]], columns[2], columns[3]]
-        rows = (np.array(rows, dtype=np.float32) if device.type == "cpu"
-                else torch.tensor(rows, dtype=torch.float32, device=device))
+        rows = _from_floats([[norm * norm for norm in columns[1]], columns[2], columns[3]], device)
         return list(columns[0]), rows, list(columns[4])
     squares = vector(columns[1], device).square_()  # one op, not one per module
     rows = torch.stack([squares] + [vector(column, device) for column in columns[2:4]])

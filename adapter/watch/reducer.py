@@ -231,10 +231,9 @@ class StepReducer:
         planned = self._pooling_specs.get(group)
         if planned is None:  # once per optimizer group: which grid each weight fills
             indices = [self._param_index.get(id(param)) for param in params]
-            alone = [None if index is None or self._heatmaps is None else self._heatmaps.alone(index)
-                     for index in indices]
-            planned = self._pooling_specs[group] = (
-                indices, [None if shape is None else (shape[0], shape[2], shape[3]) for shape in alone])
+            planned = self._pooling_specs[group] = (indices, [
+                None if index is None or self._heatmaps is None else self._heatmaps.pool_spec(index)
+                for index in indices])
         indices, specs = planned
         result = fused.update_statistics(before, params, specs)
         if result is None:
