@@ -1207,6 +1207,38 @@ static void scaled_halves(const float *x, Py_ssize_t n, int k, uint16_t *o) {
 #define scaled_halves scaled_halves_portable
 #endif
 
+/* The float16 form of a float32 grid of `rows` x `cols` (cols >= 4) into
+ * `o` ((rows + 1) x cols values); 0 (o untouched) where it must stay float32. */
+static int encode_grid(const float *x, Py_ssize_t rows, Py_ssize_t cols, uint16_t *o) {
+    Py_ssize_t n = rows * cols;
+    float low, high;
+    finite_range(x, n, &low, &high);
+    int any_finite = low <= high;
+    float vmin = any_finite ? low : NAN, vmax = any_finite ? high : NAN;
+    int k = 0;
+    if (any_finite) {
+        float top = -vmin > vmax ? -vmin : vmax;
+        if (top > 0.0f) {
+            int e;
+            frexpf(top, &e);
+            k = 15 - e; /* top * 2**k in [2**14, 2**15) */
+        }
+        /* Every nonzero finite cell, so scaled, must be a float16 normal
+         * (and is a float32 normal): else the float32 grid is kept. */
+        int floor_exponent = -14 - k > -126 ? -14 - k : -126;
+        if (any_tiny(x, n, ldexpf(1.0f, floor_exponent))) return 0;
+    }
+    scaled_halves(x, n, k, o);
+    memset(o + n, 0, (size_t)cols * sizeof(uint16_t));
+    uint32_t low_bits = float_bits(vmin), high_bits = float_bits(vmax);
+    /* The exact float32 range as little-endian 16-bit halves. */
+    o[n] = (uint16_t)(low_bits & 0xffffu);
+    o[n + 1] = (uint16_t)(low_bits >> 16);
+    o[n + 2] = (uint16_t)(high_bits & 0xffffu);
+    o[n + 3] = (uint16_t)(high_bits >> 16);
+    return 1;
+}
+
 PyDoc_STRVAR(encode_heatmap_doc,
 "encode_heatmap(grid, rows, out) -> bool\n\n"
 "metadata.encode_heatmap_grid's float16 form of a float32 grid of `rows`\n"
@@ -1234,40 +1266,196 @@ static PyObject *encode_heatmap(PyObject *self, PyObject *args) {
         const float *x = grid.buf;
         uint16_t *o = out.buf;
         Py_BEGIN_ALLOW_THREADS
-        float low, high;
-        finite_range(x, n, &low, &high);
-        int any_finite = low <= high;
-        float vmin = any_finite ? low : NAN, vmax = any_finite ? high : NAN;
-        int k = 0, fits = 1;
-        if (any_finite) {
-            float top = -vmin > vmax ? -vmin : vmax;
-            if (top > 0.0f) {
-                int e;
-                frexpf(top, &e);
-                k = 15 - e; /* top * 2**k in [2**14, 2**15) */
-            }
-            /* Every nonzero finite cell, so scaled, must be a float16 normal
-             * (and is a float32 normal): else the float32 grid is kept. */
-            int floor_exponent = -14 - k > -126 ? -14 - k : -126;
-            fits = !any_tiny(x, n, ldexpf(1.0f, floor_exponent));
-        }
-        if (fits) {
-            scaled_halves(x, n, k, o);
-            memset(o + n, 0, (size_t)cols * sizeof(uint16_t));
-            uint32_t low_bits = float_bits(vmin), high_bits = float_bits(vmax);
-            /* The exact float32 range as little-endian 16-bit halves. */
-            o[n] = (uint16_t)(low_bits & 0xffffu);
-            o[n + 1] = (uint16_t)(low_bits >> 16);
-            o[n + 2] = (uint16_t)(high_bits & 0xffffu);
-            o[n + 3] = (uint16_t)(high_bits >> 16);
-            encoded = 1;
-        }
+        encoded = encode_grid(x, rows, cols, o);
         Py_END_ALLOW_THREADS
     }
     PyBuffer_Release(&out);
     PyBuffer_Release(&grid);
     if (PyErr_Occurred()) return NULL;
     return PyBool_FromLong(encoded);
+}
+
+/* -- a whole event's Summary bytes (watch/render.py) ------------------------ */
+
+/* The instructions of render_event: each writes one value of the event at
+ * byte `dst` of the Summary (float64 values little-endian as the host's;
+ * heatmaps as their stored encoding). Fields: op, dst, a, b, c, d. */
+enum {
+    R_CONST = 0,         /* constants[a] */
+    R_COPY = 1,          /* x[a] */
+    R_SQRT = 2,          /* sqrt(x[a]) */
+    R_DIV = 3,           /* x[a] / constants[b] */
+    R_RATIO = 4,         /* before = sqrt(x[a]), delta = sqrt(x[b]): delta / before, or delta != 0 where before is 0 */
+    R_ZERO_FRACTION = 5, /* 1 - (sum of x[runs[b .. b+c)]) / constants[a] */
+    R_RMS = 6,           /* sqrt((sum of x[runs[b .. b+c)]) / constants[a]) */
+    R_MAX_ABS = 7,       /* max over c pairs (lo, hi) at runs[b + 2j], runs[b + 2j + 1] of max(-x[lo], x[hi]) */
+    R_SHARE = 8,         /* x[a] / class_samples */
+    R_HEATMAP16 = 9,     /* grid of c rows, d cols: x[a + i] * scales[b + i], float16-encoded */
+    R_HEATMAP32 = 10,    /* the same grid as float32 (fewer than 4 columns) */
+    R_OPS = 11,
+};
+
+static void put_double(char *out, double value) { memcpy(out, &value, sizeof value); }
+
+/* Sum of x over the c indices at runs[b..], in order (as numpy's bincount adds). */
+static double run_sum(const float *x, const int64_t *runs, int64_t b, int64_t c) {
+    double sum = 0.0;
+    for (int64_t j = 0; j < c; j++) sum += (double)x[runs[b + j]];
+    return sum;
+}
+
+/* Whether every value is finite (NaN and +-Inf make it 0). */
+MULTIVERSION
+static int all_finite(const float *x, Py_ssize_t n) {
+    Py_ssize_t i = 0;
+#if HAVE_VECTORS
+    const vf zero = {0};
+    vi finite = ~(vi){0};
+    for (; i + LANES <= n; i += LANES) {
+        vf v = load(x + i);
+        finite &= (v - v) == zero;
+    }
+    for (int lane = 0; lane < LANES; lane++)
+        if (!finite[lane]) return 0;
+#endif
+    for (; i < n; i++)
+        if (!(x[i] - x[i] == 0.0f)) return 0;
+    return 1;
+}
+
+PyDoc_STRVAR(render_event_doc,
+"render_event(x, program, runs, constants, scales, class_samples, template) -> bytes or None\n\n"
+"A copy of `template` (an event's Summary bytes) with every value of the\n"
+"float32 packet vector `x` written in, as `program` (int64 [m, 6]: op, dst,\n"
+"a, b, c, d; see watch/render.py) says; `runs` (int64) lists the packet\n"
+"indices summed per bar, `constants` (float64) the divisors, `scales`\n"
+"(float32) the heatmap cells' factors. None where the packet needs the\n"
+"general path: a NaN or Inf in `x`, or a heatmap that float16 cannot hold.");
+
+static PyObject *render_event(PyObject *self, PyObject *args) {
+    PyObject *x_obj, *program_obj, *runs_obj, *constants_obj, *scales_obj, *template_obj;
+    double class_samples;
+    if (!PyArg_ParseTuple(args, "OOOOOdO:render_event", &x_obj, &program_obj, &runs_obj,
+                          &constants_obj, &scales_obj, &class_samples, &template_obj))
+        return NULL;
+    Py_buffer x = {0}, program = {0}, runs = {0}, constants = {0}, scales = {0}, template = {0};
+    PyObject *result = NULL;
+    char *scratch = NULL;
+    if (float_buffer(x_obj, &x, 0, "render_event x") < 0) goto done;
+    if (float_buffer(scales_obj, &scales, 0, "render_event scales") < 0) goto done;
+    if (PyObject_GetBuffer(program_obj, &program, PyBUF_C_CONTIGUOUS) < 0) goto done;
+    if (PyObject_GetBuffer(runs_obj, &runs, PyBUF_C_CONTIGUOUS) < 0) goto done;
+    if (PyObject_GetBuffer(constants_obj, &constants, PyBUF_C_CONTIGUOUS) < 0) goto done;
+    if (PyObject_GetBuffer(template_obj, &template, PyBUF_C_CONTIGUOUS) < 0) goto done;
+    if (program.len % (6 * 8) || runs.len % 8 || constants.len % 8) {
+        PyErr_SetString(PyExc_ValueError, "render_event: program, runs or constants are not 8-byte arrays");
+        goto done;
+    }
+    const float *v = x.buf, *factor = scales.buf;
+    const int64_t *code = program.buf, *run = runs.buf;
+    const double *k = constants.buf;
+    Py_ssize_t n = elements(&x), n_scales = elements(&scales), m = program.len / 48;
+    Py_ssize_t n_runs = runs.len / 8, n_constants = constants.len / 8, size = template.len;
+    /* Every index is checked before anything is read or written: a wrong
+     * program is a ValueError, never a read outside a buffer. */
+    Py_ssize_t cells_max = 0;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        const int64_t *op = code + 6 * i;
+        int64_t kind = op[0], dst = op[1], a = op[2], b = op[3], c = op[4], d = op[5];
+        int64_t width = 8;
+        int ok = kind >= 0 && kind < R_OPS && dst >= 0;
+        switch (kind) {
+        case R_CONST: ok = ok && a >= 0 && a < n_constants; break;
+        case R_COPY: case R_SQRT: case R_SHARE: ok = ok && a >= 0 && a < n; break;
+        case R_DIV: ok = ok && a >= 0 && a < n && b >= 0 && b < n_constants; break;
+        case R_RATIO: ok = ok && a >= 0 && a < n && b >= 0 && b < n; break;
+        case R_ZERO_FRACTION: case R_RMS: case R_MAX_ABS: {
+            int64_t count = kind == R_MAX_ABS ? 2 * c : c;
+            ok = ok && a >= 0 && a < n_constants && b >= 0 && c >= 0 && b + count <= n_runs;
+            for (int64_t j = 0; ok && j < count; j++) ok = run[b + j] >= 0 && run[b + j] < n;
+            break;
+        }
+        default: /* heatmaps */
+            ok = ok && c >= 1 && d >= 1 && c * d <= n && a >= 0 && a <= n - c * d
+                 && b >= 0 && b <= n_scales - c * d && (kind == R_HEATMAP32 || d >= 4);
+            width = kind == R_HEATMAP32 ? c * d * 4 : (c + 1) * d * 2;
+            if (ok && (c + 1) * d * 2 > cells_max) cells_max = (c + 1) * d * 2;
+        }
+        if (!ok || dst > size - width) {
+            PyErr_Format(PyExc_ValueError, "render_event: instruction %zd (op %lld) is out of range",
+                         i, (long long)kind);
+            goto done;
+        }
+    }
+    if (!all_finite(v, n)) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    /* Grid cells (float32) then their encoding, aligned, per heatmap. */
+    scratch = PyMem_Malloc(cells_max * 3 + 16);
+    result = PyBytes_FromStringAndSize(NULL, size);
+    if (scratch == NULL || result == NULL) {
+        Py_CLEAR(result);
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        goto done;
+    }
+    char *out = PyBytes_AS_STRING(result);
+    memcpy(out, template.buf, size);
+    for (Py_ssize_t i = 0; i < m; i++) {
+        const int64_t *op = code + 6 * i;
+        int64_t a = op[2], b = op[3], c = op[4], d = op[5];
+        char *to = out + op[1];
+        switch (op[0]) {
+        case R_CONST: put_double(to, k[a]); break;
+        case R_COPY: put_double(to, (double)v[a]); break;
+        case R_SQRT: put_double(to, sqrt((double)v[a])); break;
+        case R_DIV: put_double(to, (double)v[a] / k[b]); break;
+        case R_RATIO: {
+            double before = sqrt((double)v[a]), delta = sqrt((double)v[b]);
+            put_double(to, before == 0.0 ? (delta != 0.0 ? 1.0 : 0.0) : delta / before);
+            break;
+        }
+        case R_ZERO_FRACTION: put_double(to, 1.0 - run_sum(v, run, b, c) / k[a]); break;
+        case R_RMS: put_double(to, sqrt(run_sum(v, run, b, c) / k[a])); break;
+        case R_MAX_ABS: {
+            double top = -INFINITY;
+            for (int64_t j = 0; j < c; j++) {
+                double low = -(double)v[run[b + 2 * j]], high = (double)v[run[b + 2 * j + 1]];
+                /* numpy's maximum of equal values gives its second operand
+                 * (matters for zeros: -0.0 against 0.0, a dead layer's). */
+                double biggest = low > high ? low : high;
+                top = top > biggest ? top : biggest;
+            }
+            put_double(to, top);
+            break;
+        }
+        case R_SHARE: put_double(to, (double)v[a] / class_samples); break;
+        default: {
+            float *cells = (float *)scratch;
+            Py_ssize_t count = c * d;
+            for (Py_ssize_t j = 0; j < count; j++) cells[j] = v[a + j] * factor[b + j];
+            if (op[0] == R_HEATMAP32) {
+                memcpy(to, cells, (size_t)count * 4);
+            } else {
+                uint16_t *halves = (uint16_t *)(scratch + ((cells_max * 2 + 15) & ~(Py_ssize_t)15));
+                if (!encode_grid(cells, c, d, halves)) { /* the float32 form: general path */
+                    Py_SETREF(result, Py_NewRef(Py_None));
+                    goto done;
+                }
+                memcpy(to, halves, (size_t)(c + 1) * d * 2);
+            }
+        }
+        }
+    }
+done:
+    PyMem_Free(scratch);
+    if (template.obj) PyBuffer_Release(&template);
+    if (constants.obj) PyBuffer_Release(&constants);
+    if (runs.obj) PyBuffer_Release(&runs);
+    if (program.obj) PyBuffer_Release(&program);
+    if (scales.obj) PyBuffer_Release(&scales);
+    if (x.obj) PyBuffer_Release(&x);
+    return result;
 }
 
 PyDoc_STRVAR(set_portable_only_doc,
@@ -1291,6 +1479,7 @@ static PyMethodDef methods[] = {
     {"output_statistics", output_statistics, METH_O, output_statistics_doc},
     {"class_statistics", class_statistics, METH_VARARGS, class_statistics_doc},
     {"encode_heatmap", encode_heatmap, METH_VARARGS, encode_heatmap_doc},
+    {"render_event", render_event, METH_VARARGS, render_event_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -150,3 +150,13 @@ def output_statistics(tensor):
     if not (available() and readable(tensor)):
         return None
     return _fused.output_statistics(tensor.detach().numpy())
+
+
+def render_event(array, program, runs, constants, scales, class_samples, template):
+    """An event's Summary bytes: `template` with the numbers of the float32
+    packet vector `array` written in as `program` says (watch/render.py
+    builds it), or None where the packet takes the general decoding (a NaN
+    or Inf in it, a heatmap float16 cannot hold, the kernels off)."""
+    if not available():
+        return None
+    return _fused.render_event(array, program, runs, constants, scales, float(class_samples), template)

@@ -152,19 +152,46 @@ class _ValueEncoder:
         key = (tag, array.dtype, array.shape)
         prefix = self.prefixes.get(key)
         if prefix is None:
-            shape = tensor_shape_pb2.TensorShapeProto(
-                dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in array.shape]
-            )
-            head = tensor_pb2.TensorProto(
-                dtype=_DTYPES[array.dtype], tensor_shape=shape
-            ).SerializeToString()
-            head += b"\x22" + event_records.varint(array.nbytes)
-            tensor_size = len(head) + array.nbytes
-            value_head = summary_pb2.Summary.Value(tag=tag).SerializeToString()
-            value_head += b"\x42" + event_records.varint(tensor_size) + head
-            value_size = len(value_head) + array.nbytes
-            prefix = self.prefixes[key] = b"\x0a" + event_records.varint(value_size) + value_head
+            prefix = self.prefixes[key] = value_prefix(tag, array.dtype, array.shape)
         return prefix
+
+
+def value_prefix(tag, dtype, shape):
+    """The bytes of a `Summary.value` entry (no metadata) of a `dtype` tensor
+    of `shape` under `tag`, up to its tensor content, which follows it: the
+    array's C-order bytes (a stored dtype, see `FastValues`)."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    shape_proto = tensor_shape_pb2.TensorShapeProto(
+        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in shape]
+    )
+    head = tensor_pb2.TensorProto(dtype=_DTYPES[dtype], tensor_shape=shape_proto).SerializeToString()
+    head += b"\x22" + event_records.varint(nbytes)
+    tensor_size = len(head) + nbytes
+    value_head = summary_pb2.Summary.Value(tag=tag).SerializeToString()
+    value_head += b"\x42" + event_records.varint(tensor_size) + head
+    value_size = len(value_head) + nbytes
+    return b"\x0a" + event_records.varint(value_size) + value_head
+
+
+class RenderedEvent:
+    """ONE event's `Summary` bytes, rendered whole (a `watch()` logging
+    step's, see watch/render.py): written as they are where the file holds
+    every tag's metadata already.
+
+    Args:
+      tags: The tags the bytes hold.
+      summary: The serialised `Summary.value` entries, no metadata.
+      values: Called where a tag's metadata is not in the file yet: returns
+        the same event as `FastValues` (or a list of values).
+    """
+
+    __slots__ = ("tags", "summary", "values")
+
+    def __init__(self, tags, summary, values):
+        self.tags = tags
+        self.summary = summary
+        self.values = values
 
 
 def _entry(value):
@@ -343,8 +370,8 @@ class EventSink:
 
     def submit(self, job, step=None, walltime=None):
         """Queues `job` for the writer thread: it runs there and returns the
-        values of ONE event (`Summary.Value` protos and `FastValue`s, or one
-        `FastValues`).
+        values of ONE event (`Summary.Value` protos and `FastValue`s, one
+        `FastValues`, or one `RenderedEvent`).
 
         A job that raises is reported once (later failures are counted in the
         log) and never reaches the caller.
@@ -448,22 +475,7 @@ class EventSink:
         return False
 
     def _write_job(self, job, step, walltime):
-        try:
-            values = job()
-        except Exception:  # noqa: BLE001 -- training must never see it
-            self._job_failures += 1
-            if self._job_failures == 1:
-                logger.exception("torch_visualization: writing a logging step failed")
-                warnings.warn(
-                    "torch_visualization: writing a logging step failed (traceback "
-                    "logged to %r); training goes on, later failures are only logged"
-                    % logger.name,
-                    RuntimeWarning,
-                )
-            else:
-                logger.warning("torch_visualization: writing a logging step failed again "
-                               "(%d times)", self._job_failures)
-            return
+        values = self._run_job(job)
         if not values:
             return
         if self._file is None:
@@ -479,6 +491,13 @@ class EventSink:
                     )
                 return
             self._seen = set()
+        if isinstance(values, RenderedEvent):
+            if self._seen.issuperset(values.tags):
+                self._file.write_record(event_records.event_record(walltime, step, (values.summary,)))
+                return
+            values = self._run_job(values.values)  # the first event of a tag here
+            if not values:
+                return
         if isinstance(values, FastValues):
             entries, tags = self._fast_entries(values), values.tags
         else:
@@ -488,6 +507,26 @@ class EventSink:
         # record held back fails with the file: nothing more is written).
         if self._file.failure is None:
             self._seen.update(tags)
+
+    def _run_job(self, job):
+        """`job()`, or None after reporting its failure (once; later ones
+        are counted in the log)."""
+        try:
+            return job()
+        except Exception:  # noqa: BLE001 -- training must never see it
+            self._job_failures += 1
+            if self._job_failures == 1:
+                logger.exception("torch_visualization: writing a logging step failed")
+                warnings.warn(
+                    "torch_visualization: writing a logging step failed (traceback "
+                    "logged to %r); training goes on, later failures are only logged"
+                    % logger.name,
+                    RuntimeWarning,
+                )
+            else:
+                logger.warning("torch_visualization: writing a logging step failed again "
+                               "(%d times)", self._job_failures)
+            return None
 
     def _entries(self, values):
         """`(entries, tags)` of a list of `Summary.Value`s and `FastValue`s."""

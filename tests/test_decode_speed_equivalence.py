@@ -160,6 +160,25 @@ class _Branchy(nn.Module):
         return self.head(h)  # 40 classes: a pie with an "other" slice
 
 
+class _Dead(nn.Module):
+    """Six classes (a pie the renderer writes), a layer whose output is all
+    zeros called twice (max |x| of -0.0 against 0.0), a functional ReLU and
+    a module running on odd steps."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.zero, self.extra = nn.Linear(6, 8), nn.Linear(8, 8), nn.Linear(8, 8)
+        self.head, self.act, self.odd = nn.Linear(8, 6), nn.ReLU(), False
+        nn.init.zeros_(self.zero.weight)
+        nn.init.zeros_(self.zero.bias)
+
+    def forward(self, x):
+        h = self.act(F.relu(self.fc1(x)) + self.zero(self.zero(x.new_zeros(len(x), 8))))
+        if self.odd:
+            h = h + self.act(self.extra(h))
+        return self.head(h)
+
+
 def _causal_self_attention(width, heads):
     """The benchmark GPT's SDPA self-attention."""
     return load_benchmark("overhead")._CausalSelfAttention(width, heads)
@@ -192,6 +211,16 @@ def _packets(tmp_path, monkeypatch, name):
         first, second = torch.optim.SGD(model.parameters(), lr=0.1), None
         inputs, labels = torch.randn(5, 6), torch.randint(0, 40, (5,))
         writer.watch(model, first, log_every=1, outputs="classes", modules=["extra", "fc2", "act"])
+    elif name == "dead":
+        model = _Dead()
+        first, second = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), None
+        inputs, labels = torch.randn(5, 6), torch.randint(0, 6, (5,))
+        writer.watch(model, first, log_every=1, outputs="classes", modules=["zero", "extra", "act", "head"])
+    elif name == "cnn":
+        model = load_benchmark("overhead").cnn()
+        first, second = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), None
+        inputs, labels = torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,))
+        writer.watch(model, first, log_every=1, outputs="classes")
     elif name == "two_optimizers":
         model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
         params = list(model.parameters())
@@ -377,3 +406,144 @@ def test_held_records_reach_the_file_without_flush(tmp_path):
         assert time.monotonic() < deadline
         time.sleep(0.01)
     events.close()
+
+
+# -- the renderer: a whole event in one C call (render.py) --------------------------
+
+
+def _general_bytes(packet, plan, memory):
+    """The Summary bytes the general path writes once the file holds every
+    tag's metadata: each value's kept prefix, then its array's bytes."""
+    values = decode.general_values(packet, packet.buffer.numpy(), plan, memory)
+    encoder = sink._ValueEncoder()
+    return b"".join(bytes(encoder.prefix(tag, array)) + array.tobytes()
+                    for tag, array in zip(values.tags, values.arrays))
+
+
+def _with_unencodable_heatmap(packet):
+    """One cell of the first heatmap 2**40 times smaller than another
+    (float16 cannot hold both: the general path stores that grid as float32)."""
+    array = packet.buffer.numpy().copy()
+    offset, _ = packet.segments["heatmaps"]
+    array[offset], array[offset + 1] = 1e3, 1e3 * 2.0 ** -40
+    return dataclasses.replace(packet, buffer=torch.tensor(array))
+
+
+@pytest.mark.parametrize("name", ["dead", "cnn", "two_optimizers"])
+def test_rendered_events_are_the_bytes_of_the_general_path(tmp_path, monkeypatch, name):
+    plan, packets = _packets(tmp_path, monkeypatch, name)
+    memory, rendered = decode.Memory(), 0
+    for packet in packets:
+        values = decode.event_values(packet, plan, memory)
+        assert isinstance(values, sink.RenderedEvent), packet.step
+        assert values.summary == _general_bytes(packet, plan, memory), packet.step
+        assert list(values.tags) == list(values.values().tags)
+        rendered += 1
+    assert rendered == 8
+    # Packets the renderer must leave to the general path: NaN/Inf (it warns),
+    # a float32 heatmap, counts combined over ranks.
+    for variant in (_with_nonfinite, _with_unencodable_heatmap, _combined_over_ranks):
+        for packet in map(variant, packets):
+            if variant is _with_nonfinite and np.isfinite(packet.buffer.numpy()).all():
+                continue
+            if variant is _combined_over_ranks and packet.module_numels is not None:
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the non-finite warning
+                values = decode.event_values(packet, plan, memory)
+            assert isinstance(values, sink.FastValues), (variant.__name__, packet.step)
+
+
+@pytest.mark.parametrize("name", ["branchy", "attention"])
+def test_layouts_the_renderer_does_not_express_take_the_general_path(tmp_path, monkeypatch, name):
+    # branchy: a 40-class pie with an "other" slice; attention: maps, tokens, sequence.
+    plan, packets = _packets(tmp_path, monkeypatch, name)
+    memory = decode.Memory()
+    for packet in packets:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert isinstance(decode.event_values(packet, plan, memory), sink.FastValues)
+
+
+def _summaries(run_dir):
+    """`[(step, [(tag, has metadata, tensor bytes)])]` of our event files."""
+    from tensorboard.compat.proto import event_pb2
+
+    out = []
+    for path in sorted(p for p in run_dir.iterdir() if sink.FILE_MARK in p.name):
+        for payload in _records(path)[1:]:
+            event = event_pb2.Event.FromString(payload)
+            out.append((event.step, [(v.tag, v.HasField("metadata"), v.tensor.SerializeToString())
+                                     for v in event.summary.value]))
+    return out
+
+
+def test_event_files_are_the_same_with_and_without_the_renderer(tmp_path, monkeypatch):
+    from torch_visualization.watch import render
+
+    files = []
+    for on in (True, False):
+        if not on:
+            monkeypatch.setattr(render, "renderer", lambda *args: None)
+        torch.manual_seed(0)
+        model = _Dead()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        writer = SummaryWriter(str(tmp_path / str(on)))
+        writer.watch(model, optimizer, log_every=1, outputs="classes")
+        inputs, labels = torch.randn(5, 6), torch.randint(0, 6, (5,))
+        for step in range(5):
+            model.odd = step >= 3  # a new layout: its first event renders too
+            optimizer.zero_grad()
+            F.cross_entropy(model(inputs), labels).backward()
+            optimizer.step()
+            if step == 1:
+                writer._sink.close()  # our next event opens a new file: the metadata again
+        writer.close()
+        files.append(_summaries(tmp_path / str(on)))
+    assert files[0] == files[1]
+    assert [step for step, _ in files[0]] == [0, 1, 2, 3, 4]
+    metadata = [[has for _, has, _ in values] for _, values in files[0]]
+    assert all(metadata[0]) and all(metadata[2])  # the first event of each file
+    assert not any(metadata[1]) and not any(metadata[3]) and not any(metadata[4])
+
+
+def test_render_event_refuses_a_program_outside_its_buffers():
+    from torch_visualization import fused
+
+    if not fused.available():
+        pytest.skip("the C kernels are not built")
+    x, scales, template = np.ones(4, np.float32), np.ones(0, np.float32), bytes(16)
+    runs, constants = np.zeros(0, np.int64), np.ones(1)
+    ok = np.array([[1, 8, 3, 0, 0, 0]], np.int64)  # COPY x[3] to bytes 8..16
+    assert fused.render_event(x, ok, runs, constants, scales, 1, template)[8:] == \
+        np.float64(1.0).tobytes()
+    for bad in ([1, 9, 3, 0, 0, 0], [1, 8, 4, 0, 0, 0], [0, 0, 1, 0, 0, 0], [5, 0, 0, 0, 1, 0],
+                [11, 0, 0, 0, 0, 0], [9, 0, 0, 0, 1, 4]):
+        with pytest.raises(ValueError, match="out of range"):
+            fused.render_event(x, np.array([bad], np.int64), runs, constants, scales, 1, template)
+    with pytest.raises(TypeError):
+        fused.render_event(x.astype(np.float64), ok, runs, constants, scales, 1, template)
+
+
+def test_render_ops_follow_numpy_on_zeros():
+    """Ties of signed zeros (numpy's maximum gives its second operand) and
+    parameters that were zero before the step, against decode.py's numpy."""
+    from torch_visualization import fused
+    from torch_visualization.watch import render
+
+    if not fused.available():
+        pytest.skip("the C kernels are not built")
+    # (lo, hi) pairs of two calls of one module: max(-lo, hi) is -0.0, then 0.0.
+    x = np.array([0.0, -0.0, -0.0, 0.0, 0.0, 0.0, 4.0, 0.0, 9.0, 4.0], np.float32)
+    program = np.array([[render.MAX_ABS, 0, 0, 0, 2, 0],
+                        [render.RATIO, 8, 4, 5, 0, 0],   # before 0, update 0
+                        [render.RATIO, 16, 4, 6, 0, 0],  # before 0, moved
+                        [render.RATIO, 24, 8, 9, 0, 0]], np.int64)
+    got = np.frombuffer(fused.render_event(x, program, np.arange(4, dtype=np.int64), np.ones(1),
+                                           np.ones(0, np.float32), 1, bytes(32)), np.float64)
+    top = np.array([-np.inf])
+    np.maximum.at(top, [0, 0], np.maximum(-x[[0, 2]].astype(np.float64), x[[1, 3]].astype(np.float64)))
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 and x/0, as decode.py
+        ratios = decode.update_ratios(x[[4, 4, 8, 5, 6, 9]].astype(np.float64), np.arange(3))
+    assert got.tobytes() == np.concatenate([top, ratios]).tobytes()
+    assert np.signbit(got[0]) == np.signbit(top[0]) and list(ratios) == [0.0, 1.0, 2.0 / 3.0]

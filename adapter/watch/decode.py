@@ -20,6 +20,7 @@ import numpy as np
 from torch_visualization import metadata, reduce, sink, summary
 from torch_visualization.watch import functional
 from torch_visualization.watch import plan as plans
+from torch_visualization.watch import render
 from torch_visualization.watch import tokens
 
 # Names shown in the non-finite warning.
@@ -96,12 +97,13 @@ class Layout:
     array[source]` gathers every bar input; `grads`, `updates`,
     `activations`, `modules` are `(slice of inputs, rows)` (None: no such
     segment). A position in two groups takes the later one's numbers, as
-    the per-group writes did.
+    the per-group writes did. `renderers`: see render.event.
     """
 
     grads = updates = activations = modules = attention = heatmaps = None
 
     def __init__(self, packet, plan, memory):
+        self.renderers = {}  # with classes or not -> render.Renderer or None
         self.source, segments = [], packet.segments
         if packet.gradient_groups:
             where = {}  # position -> its sums of squares, sums, maxima, counts
@@ -375,9 +377,18 @@ def first_value(tag, kind, values, extra):
 
 
 def event_values(packet, plan, memory):
-    """The sink's values of one packet (what a sink job returns)."""
+    """The sink's values of one packet (a sink job's): rendered whole in one
+    C call where render.py can, else `FastValues`."""
     packet.wait()
     array = packet.buffer.numpy()
+    event = render.event(packet, array, plan, layout_of(packet, plan, memory),
+                         lambda: general_values(packet, array, plan, memory))
+    return general_values(packet, array, plan, memory) if event is None else event
+
+
+def general_values(packet, array, plan, memory):
+    """`FastValues` of one packet's host `array`, through `step_values`
+    (warning of NaN/Inf numbers)."""
     values = step_values(packet, array, plan, memory)
     if not np.isfinite(array).all():
         warn_nonfinite(plan, memory.warned, packet.step, values)
