@@ -26,6 +26,13 @@ Modes:
                 parameter, computed as watch() does (on the CPU one pass
                 per gradient, fused.py), right after optimizer.step(); no
                 weights, no updates, nothing written, no thread
+  passes@N      a floor, not a product (CPU): only the parameter side's
+                memory traffic as watch() does it there (watch/cpu_pass.py):
+                the weight copy before the step and the one kernel call
+                after it that reads every gradient, weight and copy
+                (gradient statistics, update norms, heatmap grids); no
+                forward hooks, nothing decoded or written, no thread.
+                ours@N - passes@N is what the rest of a logging step costs
 
 Every writer mode ends each timed block with `writer.flush()`, inside the
 timing, so work left to background threads is paid by the mode that made it.
@@ -277,10 +284,32 @@ class Mode:
         elif self.kind == "gradstats":
             self._scratch = torch.empty(max(p.numel() for p in self.model.parameters()),
                                         device=workload.device)
+        elif self.kind == "passes":
+            self._passes_hooks()
         elif self.kind != "norm" and label != "plain":
             raise ValueError("unknown mode %r (see --help)" % label)
         self.logged_steps = 0
         self.bytes_at_start = None
+
+    def _passes_hooks(self):
+        """passes@N: watch()'s CPU parameter pass on the logging steps,
+        around each optimizer step, as the watch's own hooks run it."""
+        from torch_visualization import pooling
+        from torch_visualization.watch import cpu_pass
+
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if not cpu_pass.applies(params, params):
+            raise ValueError("passes@N needs contiguous float32 CPU parameters and the C kernels")
+        heatmaps = pooling.HeatmapPlan(params, pooling.DEFAULT_MAX_CELLS, batch=False)
+        floor = cpu_pass.CpuParameterPass(params, params, heatmaps)
+
+        def logging():
+            return self.index % self.every == 0
+
+        self.optimizer.register_step_pre_hook(lambda *_: floor.copy_weights() if logging() else None)
+        self.optimizer.register_step_post_hook(
+            lambda *_: floor.run([p.grad for p in params]) if logging() else None)
+        self.floor = floor
 
     def _gradient_norms(self):
         """norm@N: what a quick hand-rolled "gradient flow" logger does."""

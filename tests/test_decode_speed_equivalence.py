@@ -201,7 +201,7 @@ def _packets(tmp_path, monkeypatch, name):
 
     def record(packet, plan, memory):
         packet.wait()
-        seen.append((plan, dataclasses.replace(packet, buffer=torch.tensor(packet.buffer.numpy()))))
+        seen.append((plan, dataclasses.replace(packet, buffer=packet.host_array().copy())))
         return real(packet, plan, memory)
 
     monkeypatch.setattr(decode, "event_values", record)
@@ -255,22 +255,22 @@ def _combined_over_ranks(packet):
     row of `module_stats`, some modules with none."""
     if packet.module_numels is None or "module_stats" not in packet.segments:
         return packet
-    array = packet.buffer.numpy()
+    array = packet.host_array()
     counts = np.asarray(packet.module_numels, np.float32)
     counts[::2] = 0 if packet.step % 2 else counts[::2]
     block = np.concatenate([packet.segment("module_stats", array), counts])
     segments = dict(packet.segments, module_stats=(array.size, block.size))
-    return dataclasses.replace(packet, buffer=torch.tensor(np.concatenate([array, block])),
+    return dataclasses.replace(packet, buffer=np.concatenate([array, block]),
                                segments=segments, module_numels=None)
 
 
 def _with_nonfinite(packet):
     """NaN, +inf and 0 written over some numbers of each segment (counts excepted)."""
-    array = packet.buffer.numpy().copy()
+    array = packet.host_array().copy()
     for k, (name, (offset, size)) in enumerate(sorted(packet.segments.items())):
         if size and (packet.step + k) % 3 == 0 and not name.startswith("nonfinite."):
             array[offset + k % size] = (np.nan, np.inf, 0.0)[(packet.step + k) % 9 // 3]
-    return dataclasses.replace(packet, buffer=torch.tensor(array))
+    return dataclasses.replace(packet, buffer=array)
 
 
 def _assert_same_values(got, want):
@@ -292,7 +292,7 @@ def test_layouts_decode_as_the_definitions_say(tmp_path, monkeypatch, name):
                     lambda p: _with_nonfinite(_combined_over_ranks(p))):
         memory, state, tags = decode.Memory(), {}, set()
         for packet in map(variant, packets):
-            array = packet.buffer.numpy()
+            array = packet.host_array()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # NaN token ids: warned once per TokenText
                 got = decode.step_values(packet, array, plan, memory)
@@ -414,7 +414,7 @@ def test_held_records_reach_the_file_without_flush(tmp_path):
 def _general_bytes(packet, plan, memory):
     """The Summary bytes the general path writes once the file holds every
     tag's metadata: each value's kept prefix, then its array's bytes."""
-    values = decode.general_values(packet, packet.buffer.numpy(), plan, memory)
+    values = decode.general_values(packet, packet.host_array(), plan, memory)
     encoder = sink._ValueEncoder()
     return b"".join(bytes(encoder.prefix(tag, array)) + array.tobytes()
                     for tag, array in zip(values.tags, values.arrays))
@@ -423,10 +423,10 @@ def _general_bytes(packet, plan, memory):
 def _with_unencodable_heatmap(packet):
     """One cell of the first heatmap 2**40 times smaller than another
     (float16 cannot hold both: the general path stores that grid as float32)."""
-    array = packet.buffer.numpy().copy()
+    array = packet.host_array().copy()
     offset, _ = packet.segments["heatmaps"]
     array[offset], array[offset + 1] = 1e3, 1e3 * 2.0 ** -40
-    return dataclasses.replace(packet, buffer=torch.tensor(array))
+    return dataclasses.replace(packet, buffer=array)
 
 
 @pytest.mark.parametrize("name", ["dead", "cnn", "two_optimizers"])
@@ -444,7 +444,7 @@ def test_rendered_events_are_the_bytes_of_the_general_path(tmp_path, monkeypatch
     # a float32 heatmap, counts combined over ranks.
     for variant in (_with_nonfinite, _with_unencodable_heatmap, _combined_over_ranks):
         for packet in map(variant, packets):
-            if variant is _with_nonfinite and np.isfinite(packet.buffer.numpy()).all():
+            if variant is _with_nonfinite and np.isfinite(packet.host_array()).all():
                 continue
             if variant is _combined_over_ranks and packet.module_numels is not None:
                 continue

@@ -67,7 +67,7 @@ def test_a_block_keeps_its_segment_names():
                             gradient_groups=[], update_groups=[], activation_entries=[],
                             module_entries=[], attention_entries=[], class_samples=0,
                             heatmaps=[], heatmap_scales=None)
-    array = buffer.numpy()
+    array = packet.host_array()
     assert packet.segment("first", array).tolist() == [1.0, 2.0]
     assert packet.segment("a", array).tolist() == [0.0, 1.0]
     assert packet.segment("b", array).tolist() == [2.0, 3.0, 4.0]

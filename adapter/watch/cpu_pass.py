@@ -100,7 +100,8 @@ class CpuParameterPass:
         return self.before
 
     def run(self, grads):
-        """`(vector, {segment: (offset, size)})` of this logging step, after
+        """`(vector, {segment: (offset, size)})` of this logging step (a
+        float32 numpy vector), after
         `copy_weights` and the optimizer step, or None where the kernels do
         not take this step's tensors. `grads`: the `.grad` of each trainable
         parameter, in order."""
@@ -120,7 +121,7 @@ class CpuParameterPass:
         except fused.Unreadable:  # a float16 or non-contiguous gradient
             return None
         self.runs += 1
-        return torch.from_numpy(vector), self._layout
+        return vector, self._layout  # numpy: the CPU packet is built with numpy
 
     def _planned(self):
         """The call's arguments, made again whenever a parameter's storage

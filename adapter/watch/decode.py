@@ -380,7 +380,7 @@ def event_values(packet, plan, memory):
     """The sink's values of one packet (a sink job's): rendered whole in one
     C call where render.py can, else `FastValues`."""
     packet.wait()
-    array = packet.buffer.numpy()
+    array = packet.host_array()
     event = render.event(packet, array, plan, layout_of(packet, plan, memory),
                          lambda: general_values(packet, array, plan, memory))
     return general_values(packet, array, plan, memory) if event is None else event

@@ -58,12 +58,13 @@ class PacketBuilder:
         self._size += size
 
     def add_block(self, tensor, layout):
-        """Adds a 1-D tensor holding several segments: `layout` maps each
-        name to its `(offset, size)` inside it (a replayed vector)."""
+        """Adds a 1-D tensor (on the CPU also a numpy array) holding several
+        segments: `layout` maps each name to its `(offset, size)` inside it
+        (a replayed vector)."""
         for name in layout:
             if name in self._segments:
                 raise ValueError("packet: segment %r added twice" % name)
-        if tensor.dim() != 1:
+        if len(tensor.shape) != 1:
             raise ValueError("packet: a block must be 1-D, got shape %s" % list(tensor.shape))
         for name, (offset, size) in layout.items():
             self._segments[name] = (self._size + offset, size)
@@ -72,13 +73,15 @@ class PacketBuilder:
 
     def build(self, device):
         """`(host buffer, ready event or None, segments)`: one float32 buffer
-        on `device`, its copy to the host started (non-blocking on CUDA)."""
+        on `device`, its copy to the host started (non-blocking on CUDA); on
+        the CPU a numpy array (see `Packet.host_array`)."""
         if not self._pieces:
             return None, None, {}
         if device.type == "cpu":
-            # numpy: a few cheap calls where torch.cat's would be many and cold.
-            flat = np.concatenate([_host_array(piece) for piece in self._pieces])
-            return torch.from_numpy(flat), None, dict(self._segments)
+            # numpy: a few cheap calls where torch's would be many and cold
+            # (after a backward pass each call costs several times its cost
+            # in a loop).
+            return np.concatenate([_host_array(piece) for piece in self._pieces]), None, dict(self._segments)
         if any(isinstance(piece, np.ndarray) for piece in self._pieces):
             raise TypeError("packet: numpy pieces are for CPU packets only")
         with torch.no_grad():
@@ -117,7 +120,8 @@ class Packet:
 
     Attributes:
       step, walltime: Where the event goes.
-      buffer: The host buffer (may still be filling until `ready` fires).
+      buffer: The host buffer: a host tensor (may still be filling until
+        `ready` fires), or a CPU packet's float32 numpy array.
       ready: A CUDA event to wait for, or None.
       segments: `{name: (offset, size)}` in `buffer`.
       gradient_groups: `[(segment suffix, positions in plan.grad_names)]`.
@@ -154,6 +158,10 @@ class Packet:
         """Blocks until the host buffer holds the device's numbers."""
         if self.ready is not None:
             self.ready.synchronize()
+
+    def host_array(self):
+        """The buffer as a float32 numpy array (after `wait`)."""
+        return self.buffer if isinstance(self.buffer, np.ndarray) else self.buffer.numpy()
 
     def segment(self, name, array):
         """The segment `name` of `array` (the buffer as numpy), or None."""
