@@ -3,7 +3,10 @@
  * Eager PyTorch reads a tensor once per statistic (a dot product, |x| into a
  * buffer, its sum, its max, a NaN/Inf count), one dispatched call each. These
  * kernels read each float32 tensor ONCE for all its statistics, in one call
- * for a whole list, with the GIL released (the writer thread runs meanwhile).
+ * for a whole list, with the GIL released (the writer thread runs meanwhile);
+ * the parameter pass and the output statistics are split into tasks that
+ * PyTorch's own OpenMP threads share (see CHUNK), their results the same
+ * whatever the thread count.
  *
  * Numerics: float32 lanes (16 at a time) summed into doubles every BLOCK
  * elements, so results are at least as accurate as PyTorch's float32 ones.
@@ -283,18 +286,26 @@ static void finish_row_bin(const Grid *g, const float *acc, const Bin *bins, Py_
  * each row is read once for both (a row shared by two bins twice, from
  * cache). With `old` NULL, only the pooling (out stays 0). Scratch: `acc`
  * cols floats, `bins` out_cols bins. */
-static void update_pool_kernel(const float *old, const float *new_, const Grid *g, float *acc, Bin *bins,
-                               double out[2]) {
-    Py_ssize_t counted = 0; /* rows before it are in the update sums */
-    out[0] = out[1] = 0.0;
+/* update_pool_kernel's work for the row bins [from, to): their cells, and
+ * the update sums (added to out) of the rows from the first bin's start to
+ * the next range's (each row in exactly one range, so the ranges' sums add
+ * up to the whole matrix's). */
+static void update_pool_bins(const float *old, const float *new_, const Grid *g, float *acc, Bin *bins,
+                             Py_ssize_t from, Py_ssize_t to, double out[2]) {
+    Py_ssize_t counted, stop, unused; /* rows [counted, stop) go into the update sums */
+    bin_bounds(g->rows, g->out_rows, from, &counted, &unused);
+    if (to < g->out_rows)
+        bin_bounds(g->rows, g->out_rows, to, &stop, &unused);
+    else
+        stop = g->rows;
     column_bins(g, bins);
-    for (Py_ssize_t i = 0; i < g->out_rows; i++) {
+    for (Py_ssize_t i = from; i < to; i++) {
         Py_ssize_t start, end;
         bin_bounds(g->rows, g->out_rows, i, &start, &end);
         memset(acc, 0, (size_t)g->cols * sizeof(float));
         for (Py_ssize_t r = start; r < end; r++) {
             const float *row = new_ + r * g->cols;
-            if (old != NULL && r >= counted) {
+            if (old != NULL && r >= counted && r < stop) {
                 update_row(old + r * g->cols, row, acc, g->cols, out);
                 counted = r + 1;
             } else {
@@ -305,7 +316,14 @@ static void update_pool_kernel(const float *old, const float *new_, const Grid *
     }
 }
 
-/* The elements [i, n) after a vector loop, then output_kernel's results. */
+static void update_pool_kernel(const float *old, const float *new_, const Grid *g, float *acc, Bin *bins,
+                               double out[2]) {
+    out[0] = out[1] = 0.0;
+    update_pool_bins(old, new_, g, acc, bins, 0, g->out_rows, out);
+}
+
+/* The elements [i, n) after a vector loop, then output_kernel's sums:
+ * sum of squares, min and max of the non-NaN elements, nonzero count. */
 static void output_tail(const float *x, Py_ssize_t i, Py_ssize_t n, double squares, float low,
                         float high, int64_t nonzero, double out[4]) {
     for (; i < n; i++) {
@@ -315,13 +333,21 @@ static void output_tail(const float *x, Py_ssize_t i, Py_ssize_t n, double squar
         if (v > high) high = v;
         if (v != 0.0f) nonzero++;
     }
-    out[0] = sqrt(squares);
-    out[1] = isnan(squares) ? NAN : low;
-    out[2] = isnan(squares) ? NAN : high;
+    out[0] = squares;
+    out[1] = low;
+    out[2] = high;
     out[3] = (double)nonzero;
 }
 
-/* out: L2 norm, min, max, count of nonzero elements (NaN counts). n > 0. */
+/* output_kernel's sums of a whole array as its statistics: L2 norm, min,
+ * max (NaN where an element is NaN, as PyTorch's amin/amax), nonzero count. */
+static void output_finish(double out[4]) {
+    int nan = isnan(out[0]);
+    out[0] = sqrt(out[0]);
+    if (nan) out[1] = out[2] = NAN;
+}
+
+/* out: output_tail's sums (see output_finish). n > 0. */
 static void output_kernel_generic(const float *x, Py_ssize_t n, double out[4]) {
     double squares = 0.0;
     float low = INFINITY, high = -INFINITY;
@@ -584,6 +610,95 @@ static void output_kernel(const float *x, Py_ssize_t n, double out[4]) {
     }
 #endif
     output_kernel_generic(x, n, out);
+}
+
+/* -- work on PyTorch's own OpenMP threads ---------------------------------- */
+
+/* A logging step's passes are split into tasks of about CHUNK elements,
+ * whatever the thread count: each task writes its own partial sums, which
+ * are then added up in task order, so the results do not depend on how
+ * many threads ran (nor on which ran what). The threads are PyTorch's: its
+ * OpenMP runtime is already loaded (dlopen RTLD_NOLOAD; never a second
+ * runtime), and right after a training op its workers are awake, so
+ * handing them work costs microseconds where a thread of our own would
+ * have to be woken. Without it (another threading backend, Windows), or
+ * with one thread, the tasks run in order on the calling thread. */
+#define CHUNK 65536
+
+#if (defined(__unix__) || defined(__APPLE__)) && (defined(__GNUC__) || defined(__clang__))
+#include <dlfcn.h>
+#define HAVE_TASK_THREADS 1
+#else
+#define HAVE_TASK_THREADS 0
+#endif
+
+typedef void (*gomp_parallel_t)(void (*)(void *), void *, unsigned, unsigned);
+static gomp_parallel_t gomp_parallel = NULL;
+static int (*omp_thread_num)(void) = NULL;
+static int (*omp_max_threads)(void) = NULL;
+static int openmp_looked_up = 0;
+static int thread_limit = 0; /* test seam (set_threads): 0 = PyTorch's setting */
+
+static void find_openmp(void) {
+    if (openmp_looked_up) return;
+    openmp_looked_up = 1;
+#if HAVE_TASK_THREADS
+    /* GNU libgomp (PyTorch's Linux wheels), LLVM libomp (macOS): both
+     * export the GOMP entry points. */
+    static const char *names[] = {"libgomp.so.1", "libomp.so", "libomp.dylib", "libiomp5.so"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        void *lib = dlopen(names[i], RTLD_NOW | RTLD_NOLOAD);
+        if (lib == NULL) continue;
+        gomp_parallel = (gomp_parallel_t)dlsym(lib, "GOMP_parallel");
+        *(void **)&omp_thread_num = dlsym(lib, "omp_get_thread_num");
+        *(void **)&omp_max_threads = dlsym(lib, "omp_get_max_threads");
+        if (gomp_parallel && omp_thread_num && omp_max_threads) return;
+        gomp_parallel = NULL;
+    }
+#endif
+}
+
+/* Threads for the next tasks (with the GIL held: PyTorch's setting for
+ * this thread, which torch.set_num_threads sets). */
+static int task_threads(void) {
+    find_openmp();
+    if (gomp_parallel == NULL) return 1;
+    int threads = omp_max_threads();
+    if (thread_limit > 0 && thread_limit < threads) threads = thread_limit;
+    return threads > 1 ? threads : 1;
+}
+
+typedef struct {
+    void (*run)(void *context, Py_ssize_t task, int worker);
+    void *context;
+    Py_ssize_t count;
+    Py_ssize_t next; /* the next task to take (atomic) */
+} Tasks;
+
+#if HAVE_TASK_THREADS
+static void take_tasks(void *data) {
+    Tasks *tasks = data;
+    int worker = omp_thread_num();
+    for (;;) {
+        Py_ssize_t task = __atomic_fetch_add(&tasks->next, 1, __ATOMIC_RELAXED);
+        if (task >= tasks->count) return;
+        tasks->run(tasks->context, task, worker);
+    }
+}
+#endif
+
+/* Runs run(context, task, worker) for task in [0, count) on up to `threads`
+ * threads (worker < threads); without the GIL. */
+static void run_tasks(void (*run)(void *, Py_ssize_t, int), void *context, Py_ssize_t count, int threads) {
+    if (threads > count) threads = (int)count;
+#if HAVE_TASK_THREADS
+    if (threads > 1 && gomp_parallel != NULL) {
+        Tasks tasks = {run, context, count, 0};
+        gomp_parallel(take_tasks, &tasks, (unsigned)threads, 0);
+        return;
+    }
+#endif
+    for (Py_ssize_t task = 0; task < count; task++) run(context, task, 0);
 }
 
 /* -- buffers ------------------------------------------------------------- */
@@ -865,6 +980,147 @@ static int grid_in(Py_ssize_t n, Py_ssize_t offset, Py_ssize_t rows, Py_ssize_t 
     return 0;
 }
 
+/* The tasks of parameter_statistics (see CHUNK): a gradient's elements
+ * [a, b); a weight pair's update sums over [a, b); a pooled pair's row
+ * bins [a, b) with the update sums of their rows; an only-pooled array's
+ * row bins [a, b). */
+enum { TASK_GRADIENT, TASK_UPDATE, TASK_UPDATE_POOL, TASK_POOL };
+
+typedef struct {
+    int kind;
+    Py_ssize_t k, a, b;
+} Task;
+
+typedef struct {
+    Py_buffer *grads, *olds, *news;
+    Grid *grids;
+    const char *pooled;
+    Grid *pools;
+    Py_buffer *pool_views;
+    Task *tasks;
+    double (*parts)[4]; /* per task */
+    Scratch *scratch;   /* per worker */
+    Py_ssize_t count;   /* tasks */
+} ParameterPass;
+
+/* Row bins per task: about CHUNK elements each. */
+static Py_ssize_t bins_per_task(const Grid *g) {
+    Py_ssize_t bin_rows = (g->rows + g->out_rows - 1) / g->out_rows, per_bin = bin_rows * g->cols;
+    Py_ssize_t bins = per_bin > 0 ? CHUNK / per_bin : g->out_rows;
+    return bins > 0 ? bins : 1;
+}
+
+static Py_ssize_t add_tasks(Task *tasks, Py_ssize_t at, int kind, Py_ssize_t k, Py_ssize_t total, Py_ssize_t step) {
+    for (Py_ssize_t a = 0; a < total; a += step) {
+        if (tasks != NULL) {
+            Task task = {kind, k, a, a + step < total ? a + step : total};
+            tasks[at] = task;
+        }
+        at++;
+    }
+    return at;
+}
+
+/* Lists the tasks, in the order their partial sums are added up. */
+static Py_ssize_t list_tasks(const ParameterPass *job, Py_ssize_t count, Py_ssize_t n_pools, Task *tasks) {
+    Py_ssize_t at = 0;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        at = add_tasks(tasks, at, TASK_GRADIENT, k, elements(&job->grads[k]), CHUNK);
+        if (job->pooled[k])
+            at = add_tasks(tasks, at, TASK_UPDATE_POOL, k, job->grids[k].out_rows, bins_per_task(&job->grids[k]));
+        else
+            at = add_tasks(tasks, at, TASK_UPDATE, k, elements(&job->olds[k]), CHUNK);
+    }
+    for (Py_ssize_t p = 0; p < n_pools; p++)
+        at = add_tasks(tasks, at, TASK_POOL, p, job->pools[p].out_rows, bins_per_task(&job->pools[p]));
+    return at;
+}
+
+/* 0, or -1 with MemoryError set. `scratch` holds the sizes every worker's
+ * pooling scratch needs. */
+static int plan_parameter_pass(ParameterPass *job, Py_ssize_t count, Py_ssize_t n_pools, const Scratch *scratch,
+                               int threads) {
+    job->count = list_tasks(job, count, n_pools, NULL);
+    job->tasks = PyMem_RawMalloc((size_t)(job->count ? job->count : 1) * sizeof(Task));
+    job->parts = PyMem_RawCalloc((size_t)(job->count ? job->count : 1), sizeof *job->parts);
+    job->scratch = PyMem_RawCalloc((size_t)threads, sizeof(Scratch));
+    if (job->tasks == NULL || job->parts == NULL || job->scratch == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    list_tasks(job, count, n_pools, job->tasks);
+    for (int w = 0; w < threads; w++) {
+        job->scratch[w].widest = scratch->widest;
+        job->scratch[w].most_bins = scratch->most_bins;
+        if (scratch_alloc(&job->scratch[w]) < 0) return -1;
+    }
+    return 0;
+}
+
+static void free_parameter_pass(ParameterPass *job, int threads) {
+    if (job->scratch != NULL)
+        for (int w = 0; w < threads; w++) scratch_free(&job->scratch[w]);
+    PyMem_RawFree(job->scratch);
+    PyMem_RawFree(job->parts);
+    PyMem_RawFree(job->tasks);
+}
+
+static void parameter_task(void *context, Py_ssize_t index, int worker) {
+    ParameterPass *job = context;
+    const Task *task = &job->tasks[index];
+    double *part = job->parts[index];
+    Scratch *scratch = &job->scratch[worker];
+    switch (task->kind) {
+    case TASK_GRADIENT:
+        gradient_kernel((const float *)job->grads[task->k].buf + task->a, task->b - task->a, part);
+        break;
+    case TASK_UPDATE:
+        update_kernel((const float *)job->olds[task->k].buf + task->a,
+                      (const float *)job->news[task->k].buf + task->a, task->b - task->a, part);
+        break;
+    case TASK_UPDATE_POOL:
+        update_pool_bins(job->olds[task->k].buf, job->news[task->k].buf, &job->grids[task->k], scratch->acc,
+                         scratch->bins, task->a, task->b, part);
+        break;
+    default:
+        update_pool_bins(NULL, job->pool_views[task->k].buf, &job->pools[task->k], scratch->acc, scratch->bins,
+                         task->a, task->b, part);
+    }
+}
+
+/* The tasks' partial sums, added up in task order, into out: [sq_sum |
+ * abs_sum | abs_max | nonfinite | squares of olds | of olds - news]. */
+static void add_parameter_parts(const ParameterPass *job, Py_ssize_t count, float *o) {
+    double g[4] = {0.0, 0.0, 0.0, 0.0}, u[2] = {0.0, 0.0};
+    for (Py_ssize_t t = 0; t < job->count; t++) {
+        const Task *task = &job->tasks[t];
+        const double *part = job->parts[t];
+        if (task->kind == TASK_GRADIENT) {
+            g[0] += part[0];
+            g[1] += part[1];
+            g[2] = isnan(g[2]) || isnan(part[2]) ? NAN : (part[2] > g[2] ? part[2] : g[2]);
+            g[3] += part[3];
+        } else if (task->kind != TASK_POOL) {
+            u[0] += part[0];
+            u[1] += part[1];
+        }
+        /* A parameter's last task: its values are complete. */
+        int last = t + 1 == job->count || job->tasks[t + 1].k != task->k
+                   || (task->kind == TASK_GRADIENT) != (job->tasks[t + 1].kind == TASK_GRADIENT)
+                   || job->tasks[t + 1].kind == TASK_POOL;
+        if (!last || task->kind == TASK_POOL) continue;
+        Py_ssize_t k = task->k;
+        if (task->kind == TASK_GRADIENT) {
+            for (int row = 0; row < 4; row++) o[row * count + k] = (float)g[row];
+            g[0] = g[1] = g[2] = g[3] = 0.0;
+        } else {
+            o[4 * count + k] = (float)u[0];
+            o[5 * count + k] = (float)u[1];
+            u[0] = u[1] = 0.0;
+        }
+    }
+}
+
 PyDoc_STRVAR(parameter_statistics_doc,
 "parameter_statistics(grads, olds, news, out, grids, pools) -> None\n\n"
 "A logging step's parameter side in one call, each array read once. For n\n"
@@ -962,23 +1218,19 @@ static PyObject *parameter_statistics(PyObject *self, PyObject *args) {
         }
         scratch_fit(&scratch, g);
     }
-    if (scratch_alloc(&scratch) < 0) goto done;
     {
+        ParameterPass job = {grads, olds, news, grids, pooled, pools, pool_views, NULL, NULL, NULL, 0};
+        int threads = task_threads();
+        if (plan_parameter_pass(&job, count, n_pools, &scratch, threads) < 0) {
+            free_parameter_pass(&job, threads);
+            goto done;
+        }
         float *o = out.buf;
         Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t k = 0; k < count; k++) {
-            double g[4], u[2];
-            gradient_kernel(grads[k].buf, elements(&grads[k]), g);
-            for (int row = 0; row < 4; row++) o[row * count + k] = (float)g[row];
-            update_pair(olds[k].buf, news[k].buf, elements(&olds[k]), pooled[k] ? &grids[k] : NULL, &scratch, u);
-            o[4 * count + k] = (float)u[0];
-            o[5 * count + k] = (float)u[1];
-        }
-        for (Py_ssize_t k = 0; k < n_pools; k++) {
-            double unused[2];
-            update_pair(NULL, pool_views[k].buf, 0, &pools[k], &scratch, unused);
-        }
+        run_tasks(parameter_task, &job, job.count, threads);
+        add_parameter_parts(&job, count, o);
         Py_END_ALLOW_THREADS
+        free_parameter_pass(&job, threads);
     }
 done:
     scratch_free(&scratch);
@@ -1069,6 +1321,19 @@ done:
     return result;
 }
 
+typedef struct {
+    const float *x;
+    Py_ssize_t n;
+    double (*parts)[4];
+} OutputChunks;
+
+static void output_chunk(void *context, Py_ssize_t chunk, int worker) {
+    OutputChunks *job = context;
+    Py_ssize_t start = chunk * CHUNK, end = start + CHUNK < job->n ? start + CHUNK : job->n;
+    (void)worker;
+    output_kernel(job->x + start, end - start, job->parts[chunk]);
+}
+
 PyDoc_STRVAR(output_statistics_doc,
 "output_statistics(array) -> (norm, min, max, nonzero)\n\n"
 "The L2 norm, minimum, maximum and number of nonzero elements (NaN counts)\n"
@@ -1082,10 +1347,26 @@ static PyObject *output_statistics(PyObject *self, PyObject *array_obj) {
         PyErr_SetString(PyExc_ValueError, "output_statistics: the array is empty");
         return NULL;
     }
-    double r[4];
+    Py_ssize_t n = elements(&array), chunks = (n + CHUNK - 1) / CHUNK;
+    double one[4], (*parts)[4] = chunks == 1 ? &one : PyMem_RawMalloc((size_t)chunks * sizeof *parts);
+    if (parts == NULL) {
+        PyBuffer_Release(&array);
+        return PyErr_NoMemory();
+    }
+    OutputChunks job = {array.buf, n, parts};
+    int threads = task_threads();
     Py_BEGIN_ALLOW_THREADS
-    output_kernel(array.buf, elements(&array), r);
+    run_tasks(output_chunk, &job, chunks, threads);
     Py_END_ALLOW_THREADS
+    double r[4] = {0.0, INFINITY, -INFINITY, 0.0};
+    for (Py_ssize_t c = 0; c < chunks; c++) { /* in chunk order (see CHUNK) */
+        r[0] += parts[c][0];
+        if (parts[c][1] < r[1]) r[1] = parts[c][1];
+        if (parts[c][2] > r[2]) r[2] = parts[c][2];
+        r[3] += parts[c][3];
+    }
+    output_finish(r);
+    if (parts != &one) PyMem_RawFree(parts);
     PyBuffer_Release(&array);
     return Py_BuildValue("(dddd)", r[0], r[1], r[2], r[3]);
 }
@@ -1458,6 +1739,23 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(set_threads_doc,
+"set_threads(limit) -> (previous limit, threads the next pass gets)\n\n"
+"A test seam: at most `limit` threads for the split passes (0: PyTorch's\n"
+"setting). Results do not depend on it (see CHUNK).");
+
+static PyObject *set_threads(PyObject *self, PyObject *limit) {
+    long value = PyLong_AsLong(limit);
+    if (value == -1 && PyErr_Occurred()) return NULL;
+    if (value < 0) {
+        PyErr_SetString(PyExc_ValueError, "set_threads: the limit must be >= 0");
+        return NULL;
+    }
+    int previous = thread_limit;
+    thread_limit = (int)value;
+    return Py_BuildValue("(ii)", previous, task_threads());
+}
+
 PyDoc_STRVAR(set_portable_only_doc,
 "set_portable_only(flag) -> bool\n\n"
 "A test seam: with a true flag the portable kernels run even where AVX2 and\n"
@@ -1473,6 +1771,7 @@ static PyObject *set_portable_only(PyObject *self, PyObject *flag) {
 
 static PyMethodDef methods[] = {
     {"set_portable_only", set_portable_only, METH_O, set_portable_only_doc},
+    {"set_threads", set_threads, METH_O, set_threads_doc},
     {"gradient_statistics", gradient_statistics, METH_VARARGS, gradient_statistics_doc},
     {"update_statistics", update_statistics, METH_VARARGS, update_statistics_doc},
     {"parameter_statistics", parameter_statistics, METH_VARARGS, parameter_statistics_doc},

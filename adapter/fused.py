@@ -5,7 +5,10 @@ by arithmetic: eager PyTorch reads a gradient once for its dot product, once
 for |g|, once for the sum, once for the max, each a dispatched call.
 `_fused` (adapter/_fused.c, plain C built at install time) reads each
 float32 tensor once for all its statistics, a whole list per call, with the
-GIL released.
+GIL released; a logging step's parameter pass and each large output are
+split into tasks that PyTorch's own intra-op threads share (awake right
+after a training op; results independent of the thread count). The thread
+count is PyTorch's (`torch.set_num_threads`).
 
 Each function returns None when it does not apply (the extension was not
 built, `ENABLED` is off, or a tensor is not a contiguous float32 CPU tensor);

@@ -303,13 +303,16 @@ class Mode:
         heatmaps = pooling.HeatmapPlan(params, pooling.DEFAULT_MAX_CELLS, batch=False)
         floor = cpu_pass.CpuParameterPass(params, params, heatmaps)
 
-        def logging():
-            return self.index % self.every == 0
+        def before_step(*_):
+            if self.index % self.every == 0:
+                floor.copy_weights()
 
-        self.optimizer.register_step_pre_hook(lambda *_: floor.copy_weights() if logging() else None)
-        self.optimizer.register_step_post_hook(
-            lambda *_: floor.run([p.grad for p in params]) if logging() else None)
-        self.floor = floor
+        def after_step(*_):
+            if self.index % self.every == 0 and floor.run([p.grad for p in params]) is None:
+                raise RuntimeError("passes@N: the CPU pass did not take this step")
+
+        self.optimizer.register_step_pre_hook(before_step)
+        self.optimizer.register_step_post_hook(after_step)
 
     def _gradient_norms(self):
         """norm@N: what a quick hand-rolled "gradient flow" logger does."""

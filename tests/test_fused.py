@@ -9,6 +9,7 @@ compile fails here rather than silently testing only the fallback.
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -98,6 +99,81 @@ def test_pooling_in_the_update_pass_equals_the_heatmap_plan(shape, max_cells):
     # The NaN weight makes its update NaN; the weights before are finite.
     np.testing.assert_allclose(norms.numpy(), [float(before[0].double().square().sum()), np.nan],
                                rtol=1e-6)
+
+
+@pytest.fixture
+def two_threads():
+    """PyTorch with two intra-op threads; yields the thread count the split
+    passes get (2 where PyTorch's OpenMP runtime is found)."""
+    from torch_visualization import _fused
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    previous, got = _fused.set_threads(0)
+    yield got
+    _fused.set_threads(previous)
+    torch.set_num_threads(threads)
+
+
+def _parameter_pass(grads, olds, news, grids, pools, size):
+    from torch_visualization import _fused
+
+    out = np.zeros(size, np.float32)
+    _fused.parameter_statistics([g.numpy() for g in grads], [o.numpy() for o in olds],
+                                [n.numpy() for n in news], out, grids, pools)
+    return out
+
+
+def test_split_passes_give_the_same_numbers_on_any_thread_count(two_threads):
+    """The parameter pass and the output statistics are split into tasks
+    run on PyTorch's threads: the numbers are the same bytes with one
+    thread and with two, and those of the unsplit kernels and PyTorch."""
+    from torch_visualization import _fused
+
+    if sys.platform.startswith("linux"):
+        assert two_threads == 2  # PyTorch's libgomp is found and used
+    generator = torch.Generator().manual_seed(5)
+    # Several tasks each: rows that do not divide into bins (overlapping
+    # bins at task boundaries), rows that do, an unpooled bias, NaN in one
+    # task, and a frozen array only pooled.
+    news = [torch.randn(700, 333, generator=generator), torch.randn(512, 784, generator=generator),
+            torch.randn(200_003, generator=generator)]
+    news[1][300, 5] = float("nan")
+    olds = [n + 0.01 * torch.randn(n.shape, generator=generator) for n in news]
+    grads = [torch.randn(n.shape, generator=generator) for n in news]
+    frozen = torch.randn(1000, 301, generator=generator)
+    plan = pooling.HeatmapPlan(news[:2] + [frozen], 64, batch=False)
+    specs = [plan.alone(i) for i in range(3)]
+    offset, grids, at = 18, [], 18
+    for rows, _, out_rows, out_cols in specs[:2]:
+        grids.append((at, rows, out_rows, out_cols))
+        at += out_rows * out_cols
+    rows, _, out_rows, out_cols = specs[2]
+    pools = [(frozen.numpy(), at, rows, out_rows, out_cols)]
+    size = at + out_rows * out_cols
+    runs = []
+    for limit in (1, 0):
+        _fused.set_threads(limit)
+        runs.append(_parameter_pass(grads, olds, news, grids + [None], pools, size))
+    assert runs[0].tobytes() == runs[1].tobytes()
+    out = runs[1]
+    stats, nonfinite = fused.gradient_statistics(grads)
+    np.testing.assert_allclose(out[:9], stats.numpy(), rtol=2e-6)
+    np.testing.assert_array_equal(out[9:12], nonfinite.numpy())
+    norms = fused.update_statistics(olds, news)
+    np.testing.assert_allclose(out[12:18], norms.numpy(), rtol=2e-5)
+    assert np.isnan(out[12 + 3 + 1]) and not np.isnan(out[12 + 3])  # the NaN weight's update
+    want = np.concatenate([grid.numpy().reshape(-1) for grid in plan.flat_grids(news[:2] + [frozen])])
+    np.testing.assert_allclose(out[offset:], want, rtol=1e-5, atol=1e-6)
+    # The output statistics: one array of several tasks.
+    output = torch.relu(torch.randn(300_001, generator=generator))
+    split = []
+    for limit in (1, 0):
+        _fused.set_threads(limit)
+        split.append(fused.output_statistics(output))
+    assert split[0] == split[1]
+    assert split[1][0] == pytest.approx(float(output.double().norm()), rel=1e-6)
+    assert split[1][1:] == (float(output.min()), float(output.max()), float((output != 0).sum()))
 
 
 @pytest.mark.parametrize("special", [None, "nan", "inf", "-inf"])
