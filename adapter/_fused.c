@@ -734,7 +734,7 @@ static int float_buffer(PyObject *obj, Py_buffer *view, int writable, const char
 }
 
 /* Buffers of every item of `sequence`; returns the count or -1. */
-static Py_ssize_t float_buffers(PyObject *sequence, Py_buffer **views, const char *what) {
+static Py_ssize_t float_buffers_as(PyObject *sequence, Py_buffer **views, int writable, const char *what) {
     PyObject *items = PySequence_Fast(sequence, "expected a sequence of float32 arrays");
     if (items == NULL) return -1;
     Py_ssize_t count = PySequence_Fast_GET_SIZE(items);
@@ -745,7 +745,7 @@ static Py_ssize_t float_buffers(PyObject *sequence, Py_buffer **views, const cha
         return -1;
     }
     for (Py_ssize_t k = 0; k < count; k++) {
-        if (float_buffer(PySequence_Fast_GET_ITEM(items, k), &(*views)[k], 0, what) < 0) {
+        if (float_buffer(PySequence_Fast_GET_ITEM(items, k), &(*views)[k], writable, what) < 0) {
             for (Py_ssize_t j = 0; j < k; j++) PyBuffer_Release(&(*views)[j]);
             PyMem_Free(*views);
             *views = NULL;
@@ -755,6 +755,15 @@ static Py_ssize_t float_buffers(PyObject *sequence, Py_buffer **views, const cha
     }
     Py_DECREF(items);
     return count;
+}
+
+static Py_ssize_t float_buffers(PyObject *sequence, Py_buffer **views, const char *what) {
+    return float_buffers_as(sequence, views, 0, what);
+}
+
+/* The same, each buffer writable. */
+static Py_ssize_t writable_buffers(PyObject *sequence, Py_buffer **views, const char *what) {
+    return float_buffers_as(sequence, views, 1, what);
 }
 
 static void release_all(Py_buffer *views, Py_ssize_t count) {
@@ -1739,6 +1748,70 @@ done:
     return result;
 }
 
+/* -- copies (watch/cpu_pass.py's weights before the step) ------------------ */
+
+typedef struct {
+    Py_buffer *sources, *targets;
+    Task *tasks;
+    Py_ssize_t count;
+} Copies;
+
+static void copy_task(void *context, Py_ssize_t index, int worker) {
+    Copies *job = context;
+    const Task *task = &job->tasks[index];
+    (void)worker;
+    memcpy((float *)job->targets[task->k].buf + task->a, (const float *)job->sources[task->k].buf + task->a,
+           (size_t)(task->b - task->a) * sizeof(float));
+}
+
+PyDoc_STRVAR(copy_arrays_doc,
+"copy_arrays(sources, targets) -> None\n\n"
+"Copies each float32 array of `sources` into the C-contiguous float32 array\n"
+"of `targets` of the same size, in chunks that PyTorch's threads share.");
+
+static PyObject *copy_arrays(PyObject *self, PyObject *args) {
+    PyObject *sources_obj, *targets_obj;
+    if (!PyArg_ParseTuple(args, "OO:copy_arrays", &sources_obj, &targets_obj)) return NULL;
+    Py_buffer *sources = NULL, *targets = NULL;
+    Py_ssize_t count = float_buffers(sources_obj, &sources, "copy_arrays"), others = -1;
+    Copies job = {NULL, NULL, NULL, 0};
+    if (count < 0) goto done;
+    others = writable_buffers(targets_obj, &targets, "copy_arrays targets");
+    if (others < 0) goto done;
+    if (others != count) {
+        PyErr_Format(PyExc_ValueError, "copy_arrays: %zd sources and %zd targets", count, others);
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < count; k++) {
+        if (sources[k].len != targets[k].len) {
+            PyErr_Format(PyExc_ValueError, "copy_arrays: pair %zd has %zd and %zd values", k,
+                         elements(&sources[k]), elements(&targets[k]));
+            goto done;
+        }
+        job.count = add_tasks(NULL, job.count, 0, k, elements(&sources[k]), CHUNK);
+    }
+    job.tasks = PyMem_RawMalloc((size_t)(job.count ? job.count : 1) * sizeof(Task));
+    if (job.tasks == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t k = 0, at = 0; k < count; k++) at = add_tasks(job.tasks, at, 0, k, elements(&sources[k]), CHUNK);
+    job.sources = sources;
+    job.targets = targets;
+    {
+        int threads = task_threads();
+        Py_BEGIN_ALLOW_THREADS
+        run_tasks(copy_task, &job, job.count, threads);
+        Py_END_ALLOW_THREADS
+    }
+done:
+    PyMem_RawFree(job.tasks);
+    if (sources != NULL) release_all(sources, count);
+    if (targets != NULL) release_all(targets, others);
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(set_threads_doc,
 "set_threads(limit) -> (previous limit, threads the next pass gets)\n\n"
 "A test seam: at most `limit` threads for the split passes (0: PyTorch's\n"
@@ -1772,6 +1845,7 @@ static PyObject *set_portable_only(PyObject *self, PyObject *flag) {
 static PyMethodDef methods[] = {
     {"set_portable_only", set_portable_only, METH_O, set_portable_only_doc},
     {"set_threads", set_threads, METH_O, set_threads_doc},
+    {"copy_arrays", copy_arrays, METH_VARARGS, copy_arrays_doc},
     {"gradient_statistics", gradient_statistics, METH_VARARGS, gradient_statistics_doc},
     {"update_statistics", update_statistics, METH_VARARGS, update_statistics_doc},
     {"parameter_statistics", parameter_statistics, METH_VARARGS, parameter_statistics_doc},

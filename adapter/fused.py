@@ -163,3 +163,10 @@ def render_event(array, program, runs, constants, scales, class_samples, templat
     if not available():
         return None
     return _fused.render_event(array, program, runs, constants, scales, float(class_samples), template)
+
+
+def copy_arrays(sources, targets):
+    """Copies each float32 numpy array of `sources` into the one of `targets`
+    of the same size, in chunks PyTorch's threads share (the caller checked
+    `available()`). Raises ValueError for sizes that do not match."""
+    _fused.copy_arrays(sources, targets)

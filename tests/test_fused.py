@@ -176,6 +176,20 @@ def test_split_passes_give_the_same_numbers_on_any_thread_count(two_threads):
     assert split[1][1:] == (float(output.min()), float(output.max()), float((output != 0).sum()))
 
 
+def test_copy_arrays_copies_in_chunks_and_refuses_other_sizes(two_threads):
+    generator = torch.Generator().manual_seed(6)
+    sources = [torch.randn(300_007, generator=generator).numpy(), np.array([1.5], np.float32),
+               torch.randn(512, 784, generator=generator).numpy()]
+    targets = [np.zeros_like(a) for a in sources]
+    fused.copy_arrays(sources, targets)
+    for source, target in zip(sources, targets):
+        assert target.tobytes() == source.tobytes()
+    with pytest.raises(ValueError, match="pair 1 has 1 and 2 values"):
+        fused.copy_arrays(sources[:2], [targets[0], np.zeros(2, np.float32)])
+    with pytest.raises(TypeError):  # read-only target
+        fused.copy_arrays(sources[:1], [np.frombuffer(bytes(4 * 300_007), np.float32)])
+
+
 @pytest.mark.parametrize("special", [None, "nan", "inf", "-inf"])
 def test_output_statistics_equal_pytorchs(special):
     output = torch.relu(torch.randn(37, 129, generator=torch.Generator().manual_seed(4)))
