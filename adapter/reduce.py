@@ -370,3 +370,18 @@ def device_tensor(values, device, dtype=None):
     if device.type == "cuda":
         return host.pin_memory().to(device, non_blocking=True)
     return host.to(device)
+
+
+_foreach_clone = getattr(torch, "_foreach_clone", None)
+
+
+def clone_all(tensors):
+    """Copies of `tensors` (strides kept) in one list-level call where
+    PyTorch has one (`_foreach_clone`), else fresh tensors and one
+    `_foreach_copy_`: two host calls, not one per tensor."""
+    with torch.no_grad():
+        if _foreach_clone is not None:
+            return list(_foreach_clone(tensors))
+        copies = [torch.empty_like(tensor) for tensor in tensors]
+        torch._foreach_copy_(copies, tensors)
+        return copies

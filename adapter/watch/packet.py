@@ -71,21 +71,26 @@ class PacketBuilder:
         self._pieces.append(tensor)
         self._size += tensor.shape[0]
 
-    def build(self, device):
+    def build(self, device, host_numpy=None):
         """`(host buffer, ready event or None, segments)`: one float32 buffer
         on `device`, its copy to the host started (non-blocking on CUDA); on
-        the CPU a numpy array (see `Packet.host_array`)."""
+        the CPU a numpy array (see `Packet.host_array`), unless `host_numpy`
+        is False (the accelerator path's test seam on CPU tensors, which
+        makes the calls an accelerator makes)."""
         if not self._pieces:
             return None, None, {}
-        if device.type == "cpu":
+        if device.type == "cpu" and host_numpy is not False:
             # numpy: a few cheap calls where torch's would be many and cold
             # (after a backward pass each call costs several times its cost
             # in a loop).
             return np.concatenate([_host_array(piece) for piece in self._pieces]), None, dict(self._segments)
-        if any(isinstance(piece, np.ndarray) for piece in self._pieces):
-            raise TypeError("packet: numpy pieces are for CPU packets only")
+        pieces = self._pieces
+        if any(isinstance(piece, np.ndarray) for piece in pieces):
+            if device.type != "cpu":
+                raise TypeError("packet: numpy pieces are for CPU packets only")
+            pieces = [torch.from_numpy(p) if isinstance(p, np.ndarray) else p for p in pieces]
         with torch.no_grad():
-            pieces = [p if p.device == device else p.to(device) for p in self._pieces]
+            pieces = [p if p.device == device else p.to(device) for p in pieces]
             pieces = [p if p.dtype == torch.float32 else p.float() for p in pieces]
             flat = torch.cat(pieces)
         host, ready = _to_host(flat)

@@ -36,9 +36,6 @@ REPLAY_GRAPHS = True
 # A test seam.
 CPU_PASS = True
 
-_foreach_clone = getattr(torch, "_foreach_clone", None)
-
-
 @dataclasses.dataclass(frozen=True)
 class Roles:
     """What this process does at a logging step.
@@ -162,12 +159,7 @@ class StepReducer:
             elif self.accelerated:
                 # Fresh blocks from the caching allocator (free again between
                 # logging steps) filled by fused copies.
-                if _foreach_clone is not None:
-                    state.before[group] = _foreach_clone(params)
-                else:
-                    copies = [torch.empty_like(param) for param in params]
-                    torch._foreach_copy_(copies, params)
-                    state.before[group] = copies
+                state.before[group] = reduce.clone_all(params)
             else:
                 # Kept buffers: a fresh multi-MB CPU allocation page-faults on
                 # every logging step.
@@ -360,7 +352,7 @@ class StepReducer:
                 builder.add("heatmaps", grids)
             else:
                 builder.add("heatmaps", self._heatmaps.flat_grids(self._params, state.grids))
-        buffer, ready, segments = builder.build(self.device)
+        buffer, ready, segments = builder.build(self.device, host_numpy=not self.accelerated)
         return packets.Packet(
             step=step,
             walltime=walltime,
