@@ -61,6 +61,8 @@ _F16_MIN_NORMAL_EXPONENT = -14
 _F32_MIN_NORMAL_EXPONENT = -126
 # The range row's first entries: min low, min high, max low, max high.
 _RANGE_ENTRIES = 4
+# Narrower grids stay float32 (no room for the range row).
+FLOAT16_MIN_COLUMNS = _RANGE_ENTRIES
 
 
 class ContentError(ValueError):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from torch_visualization import fused, sink
+from torch_visualization import fused, metadata, sink
 from torch_visualization.watch import plan as plans
 
 # Instructions of `_fused.render_event` (adapter/_fused.c, same numbers).
@@ -32,8 +32,6 @@ CONST, COPY, SQRT, DIV, RATIO, ZERO_FRACTION, RMS, MAX_ABS, SHARE, HEATMAP16, HE
 _GRAD_TAGS = (plans.TAG_GRAD_NORM, plans.TAG_GRAD_MEAN_ABS, plans.TAG_GRAD_MAX_ABS,
               plans.TAG_GRAD_NONFINITE)
 
-# Heatmaps narrower than this stay float32 (metadata._RANGE_ENTRIES).
-_ENCODED_COLUMNS = 4
 
 
 class Renderer:
@@ -106,7 +104,7 @@ def renderer(packet, plan, layout):
         for tag, start, _, (rows, cols) in grids:
             if rows * cols == 0:
                 return None
-            if cols >= _ENCODED_COLUMNS:
+            if cols >= metadata.FLOAT16_MIN_COLUMNS:
                 out.op(HEATMAP16, out.value(tag, np.float16, (rows + 1, cols)),
                        offset + start, start, rows, cols)
             else:
