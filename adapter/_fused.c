@@ -627,6 +627,7 @@ static void output_kernel(const float *x, Py_ssize_t n, double out[4]) {
 
 #if (defined(__unix__) || defined(__APPLE__)) && (defined(__GNUC__) || defined(__clang__))
 #include <dlfcn.h>
+#include <pthread.h>
 #define HAVE_TASK_THREADS 1
 #else
 #define HAVE_TASK_THREADS 0
@@ -638,6 +639,13 @@ static int (*omp_thread_num)(void) = NULL;
 static int (*omp_max_threads)(void) = NULL;
 static int openmp_looked_up = 0;
 static int thread_limit = 0; /* test seam (set_threads): 0 = PyTorch's setting */
+
+/* A forked child inherits the parent's thread pool without its threads:
+ * GNU libgomp then waits for them forever (as PyTorch's own parallel ops
+ * do in such a child). A child of a process that imported us runs the
+ * tasks on its one thread (registered at import: see PyInit__fused). */
+static int forked_child = 0;
+static void note_forked_child(void) { forked_child = 1; }
 
 static void find_openmp(void) {
     if (openmp_looked_up) return;
@@ -662,7 +670,7 @@ static void find_openmp(void) {
  * this thread, which torch.set_num_threads sets). */
 static int task_threads(void) {
     find_openmp();
-    if (gomp_parallel == NULL) return 1;
+    if (gomp_parallel == NULL || forked_child) return 1;
     int threads = omp_max_threads();
     if (thread_limit > 0 && thread_limit < threads) threads = thread_limit;
     return threads > 1 ? threads : 1;
@@ -1864,6 +1872,9 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__fused(void) {
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
+#if HAVE_TASK_THREADS
+    pthread_atfork(NULL, NULL, note_forked_child);
+#endif
     Unreadable = PyErr_NewExceptionWithDoc(
         "torch_visualization._fused.Unreadable",
         "Data the kernels do not read: not float32, not C-contiguous, or read-only where written.",

@@ -9,6 +9,7 @@ compile fails here rather than silently testing only the fallback.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -174,6 +175,29 @@ def test_split_passes_give_the_same_numbers_on_any_thread_count(two_threads):
     assert split[0] == split[1]
     assert split[1][0] == pytest.approx(float(output.double().norm()), rel=1e-6)
     assert split[1][1:] == (float(output.min()), float(output.max()), float((output != 0).sum()))
+
+
+_FORK_SCRIPT = """
+import os, sys, numpy as np, torch
+from torch_visualization import _fused
+torch.set_num_threads(2)
+values = np.ones(1_000_000, np.float32)
+assert _fused.output_statistics(values)[3] == 1e6  # the parent's threads are made
+child = os.fork()
+if child == 0:  # GNU libgomp's pool has no threads here: the tasks run on this one
+    os._exit(0 if _fused.output_statistics(values)[3] == 1e6 else 3)
+_, status = os.waitpid(child, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_runs_the_split_passes_on_its_own_thread():
+    # Without the fork handler the child waits forever for its parent's
+    # OpenMP workers (PyTorch's own parallel ops do).
+    done = subprocess.run([sys.executable, "-c", _FORK_SCRIPT], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
 
 
 def test_copy_arrays_copies_in_chunks_and_refuses_other_sizes(two_threads):
@@ -422,7 +446,6 @@ def test_without_the_extension_everything_is_logged_by_pytorch_and_numpy(tmp_pat
     """A machine without a C compiler installs the package without `_fused`:
     importing, watching and writing heatmaps all work (PyTorch ops and
     numpy do the work)."""
-    import subprocess
     import sys
 
     script = tmp_path / "unbuilt.py"
