@@ -1590,7 +1590,11 @@ enum {
     R_SHARE = 8,         /* x[a] / class_samples */
     R_HEATMAP16 = 9,     /* grid of c rows, d cols: x[a + i] * scales[b + i], float16-encoded */
     R_HEATMAP32 = 10,    /* the same grid as float32 (fewer than 4 columns) */
-    R_OPS = 11,
+    R_COPY32 = 11,       /* x[a .. a+c) as float32 (attention maps) */
+    R_SEQUENCE = 12,     /* x[a] / x[a+2], x[a+1] (two values); the general path where x[a+2] <= 0 */
+    R_OTHER = 13,        /* max(0, sum of the d shares x[a+i] / class_samples - that of the c at
+                          * a + runs[b + j]), each sum added in order */
+    R_OPS = 14,
 };
 
 static void put_double(char *out, double value) { memcpy(out, &value, sizeof value); }
@@ -1673,6 +1677,18 @@ static PyObject *render_event(PyObject *self, PyObject *args) {
             for (int64_t j = 0; ok && j < count; j++) ok = run[b + j] >= 0 && run[b + j] < n;
             break;
         }
+        case R_COPY32:
+            ok = ok && c >= 0 && a >= 0 && a <= n - c;
+            width = c * 4;
+            break;
+        case R_SEQUENCE:
+            ok = ok && a >= 0 && a <= n - 3;
+            width = 16;
+            break;
+        case R_OTHER:
+            ok = ok && d >= 0 && a >= 0 && a <= n - d && b >= 0 && c >= 0 && b + c <= n_runs;
+            for (int64_t j = 0; ok && j < c; j++) ok = run[b + j] >= 0 && run[b + j] < d;
+            break;
         default: /* heatmaps */
             ok = ok && c >= 1 && d >= 1 && c * d <= n && a >= 0 && a <= n - c * d
                  && b >= 0 && b <= n_scales - c * d && (kind == R_HEATMAP32 || d >= 4);
@@ -1728,6 +1744,25 @@ static PyObject *render_event(PyObject *self, PyObject *args) {
             break;
         }
         case R_SHARE: put_double(to, (double)v[a] / class_samples); break;
+        case R_COPY32: memcpy(to, v + a, (size_t)c * 4); break;
+        case R_SEQUENCE: {
+            double positions = (double)v[a + 2];
+            if (!(positions > 0.0)) { /* no sequence bars this step: the general path */
+                Py_SETREF(result, Py_NewRef(Py_None));
+                goto done;
+            }
+            put_double(to, (double)v[a] / positions);
+            put_double(to + 8, (double)v[a + 1]);
+            break;
+        }
+        case R_OTHER: {
+            double total = 0.0, kept = 0.0;
+            for (int64_t i = 0; i < d; i++) total += (double)v[a + i] / class_samples;
+            for (int64_t j = 0; j < c; j++) kept += (double)v[a + run[b + j]] / class_samples;
+            double rest = total - kept;
+            put_double(to, rest > 0.0 ? rest : 0.0);
+            break;
+        }
         default: {
             float *cells = (float *)scratch;
             Py_ssize_t count = c * d;

@@ -329,7 +329,8 @@ def pie_value(shares, plan, memory):
         if memory.freeze is not None:
             memory.freeze(plans.TAG_CLASSES, "pie", tuple(memory.pie_labels))
     kept = shares[memory.pie_classes]
-    values = np.append(kept, max(0.0, float(np.nansum(shares)) - float(np.nansum(kept))))
+    # Sums added in order (not numpy's pairwise sum), as render.py's C adds.
+    values = np.append(kept, max(0.0, float(np.nancumsum(shares)[-1]) - float(np.nancumsum(kept)[-1])))
     return (plans.TAG_CLASSES, "pie", values, {"class_names": memory.pie_labels})
 
 
@@ -377,11 +378,10 @@ def first_value(tag, kind, values, extra):
 
 
 def event_values(packet, plan, memory):
-    """The sink's values of one packet (a sink job's): rendered whole in one
-    C call where render.py can, else `FastValues`."""
+    """A sink job's values: rendered in one C call where render.py can, else `FastValues`."""
     packet.wait()
     array = packet.host_array()
-    event = render.event(packet, array, plan, layout_of(packet, plan, memory),
+    event = render.event(packet, array, plan, layout_of(packet, plan, memory), memory,
                          lambda: general_values(packet, array, plan, memory))
     return general_values(packet, array, plan, memory) if event is None else event
 

@@ -11,11 +11,12 @@ step per tag, become one C call on the writer thread, whose Python time
 training pays for (it holds the GIL, on the cores training uses).
 
 Its bytes are those of the general path (decode.step_values, then the sink's
-`FastValues` writing); tests/test_render.py holds it to them. Packets it
-does not express take that path: attention maps, token text, the sequence
-bars, a pie with an "other" slice, module counts combined over ranks (DDP),
-and any packet with a NaN or Inf in it (the general path warns of those)
-or with a heatmap that float16 cannot hold.
+`FastValues` writing); tests/test_decode_speed_equivalence.py holds it to
+them. Packets it does not express take that path: token text, module counts
+combined over ranks (DDP), the first packet of a pie with an "other" slice
+(which fixes its classes), a sequence step without positions, and any packet
+with a NaN or Inf in it (the general path warns of those) or with a heatmap
+that float16 cannot hold.
 """
 
 from __future__ import annotations
@@ -26,7 +27,11 @@ from torch_visualization import fused, metadata, sink
 from torch_visualization.watch import plan as plans
 
 # Instructions of `_fused.render_event` (adapter/_fused.c, same numbers).
-CONST, COPY, SQRT, DIV, RATIO, ZERO_FRACTION, RMS, MAX_ABS, SHARE, HEATMAP16, HEATMAP32 = range(11)
+(CONST, COPY, SQRT, DIV, RATIO, ZERO_FRACTION, RMS, MAX_ABS, SHARE, HEATMAP16, HEATMAP32, COPY32,
+ SEQUENCE, OTHER) = range(14)
+
+# `renderer`'s answer before the first packet fixed the pie's classes.
+_NOT_YET = object()
 
 # decode.py's order of the gradient bars: statistic rows of the packet.
 _GRAD_TAGS = (plans.TAG_GRAD_NORM, plans.TAG_GRAD_MEAN_ABS, plans.TAG_GRAD_MAX_ABS,
@@ -62,27 +67,32 @@ class Renderer:
             return None
 
 
-def event(packet, array, plan, layout, general):
+def event(packet, array, plan, layout, memory, general):
     """The packet's `sink.RenderedEvent` (`general`: its values by the
     general path, for a file without the tags' metadata yet), or None where
     it takes the general path. Each layout's renderers are built once."""
     with_classes = bool(packet.class_samples)
     if with_classes not in layout.renderers:
-        layout.renderers[with_classes] = renderer(packet, plan, layout)
+        built = renderer(packet, plan, layout, memory)
+        if built is _NOT_YET:
+            return None
+        layout.renderers[with_classes] = built
     found = layout.renderers[with_classes]
     summary = None if found is None else found.render(packet, array)
     return None if summary is None else sink.RenderedEvent(found.tags, summary, general)
 
 
-def renderer(packet, plan, layout):
-    """The `Renderer` of packets like `packet` (its `layout`), or None where
-    they take the general path."""
+def renderer(packet, plan, layout, memory):
+    """The `Renderer` of packets like `packet` (its `layout`; `memory`: the
+    decoding's, which fixes a big pie's classes at its first packet), None
+    where they take the general path, `_NOT_YET` before that first packet."""
     segments = packet.segments
-    if (not fused.available() or layout.attention is not None or "tokens" in segments
-            or "sequence" in segments
-            or (layout.modules is not None and layout.module_totals is None)
-            or (packet.class_samples and segments["classes"][1] > plans.PIE_CLASSES)):
+    if (not fused.available() or ("tokens" in segments and plan.tokens is not None)
+            or (layout.modules is not None and layout.module_totals is None)):
         return None
+    big_pie = packet.class_samples and segments["classes"][1] > plans.PIE_CLASSES
+    if big_pie and memory.pie_classes is None:
+        return _NOT_YET
     source = layout.source
     out = _Program()
     if layout.grads is not None:
@@ -94,11 +104,12 @@ def renderer(packet, plan, layout):
     if layout.modules is not None:
         _module_bars(out, source[layout.modules[0]].reshape(layout.modules[1], -1), layout,
                      len(plan.stat_names))
+    if layout.attention is not None:
+        _attention(out, layout)
     if packet.class_samples:
-        offset, size = segments["classes"]
-        at = out.value(plans.TAG_CLASSES, np.float64, (size,))
-        for k in range(size):
-            out.op(SHARE, at + 8 * k, offset + k)
+        _pie(out, segments["classes"], memory.pie_classes if big_pie else None)
+    if "sequence" in segments:  # its bars where the step saw positions (else: general path)
+        out.op(SEQUENCE, out.value(plans.TAG_SEQUENCE, np.float64, (2,)), segments["sequence"][0])
     if layout.heatmaps is not None:
         offset, _, grids = layout.heatmaps
         for tag, start, _, (rows, cols) in grids:
@@ -112,6 +123,33 @@ def renderer(packet, plan, layout):
                        offset + start, start, rows, cols)
     scales = packet.heatmap_scales if layout.heatmaps is not None else ()
     return out.renderer(np.asarray(scales, np.float32), bool(packet.class_samples))
+
+
+def _attention(out, layout):
+    """Each attention module's pooled maps (float32, as they arrive), then
+    `attention/entropy`: NaN for a module not captured this step."""
+    for tag, offset, size, shape, _ in layout.attention:
+        out.op(COPY32, out.value(tag, np.float32, shape), offset, 0, size)
+    source, target, heads, _ = layout.entropy
+    where = dict(zip(target.tolist(), source.tolist()))
+    at = out.value(plans.TAG_ENTROPY, np.float64, (heads,))
+    for head in range(heads):
+        if head in where:
+            out.op(COPY, at + 8 * head, where[head])
+        else:
+            out.op(CONST, at + 8 * head, out.constant(np.nan))
+
+
+def _pie(out, segment, kept):
+    """`outputs/classes`: every class's share, or (`kept`: the classes fixed
+    at the first packet) theirs and the "other" slice."""
+    offset, size = segment
+    classes = range(size) if kept is None else kept
+    at = out.value(plans.TAG_CLASSES, np.float64, (len(classes) + (kept is not None),))
+    for slot, index in enumerate(classes):
+        out.op(SHARE, at + 8 * slot, offset + index)
+    if kept is not None:
+        out.op(OTHER, at + 8 * len(kept), offset, out.run(kept), len(kept), size)
 
 
 def _gradient_bars(out, stats, layout, count):
