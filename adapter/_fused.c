@@ -1158,7 +1158,7 @@ static PyObject *parameter_statistics(PyObject *self, PyObject *args) {
     PyObject *grid_items = NULL, *pool_items = NULL;
     Grid *grids = NULL, *pools = NULL;
     char *pooled = NULL;
-    Scratch scratch = {0};
+    Scratch scratch = {0}; /* sizes only: each worker's own is made by plan_parameter_pass */
     Py_ssize_t count = -1, n_olds = -1, n_news = -1, n_pools = 0, parsed_pools = 0;
     int have_out = 0;
     count = float_buffers(grads_obj, &grads, "parameter_statistics");
@@ -1250,7 +1250,6 @@ static PyObject *parameter_statistics(PyObject *self, PyObject *args) {
         free_parameter_pass(&job, threads);
     }
 done:
-    scratch_free(&scratch);
     if (pool_views != NULL)
         for (Py_ssize_t k = 0; k < parsed_pools; k++) PyBuffer_Release(&pool_views[k]);
     PyMem_Free(pool_views);

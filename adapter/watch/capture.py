@@ -29,8 +29,6 @@ from torch_visualization.watch import plan as plans
 from torch_visualization.watch import tokens
 
 
-
-
 def _compiling():
     return torch.compiler.is_compiling()
 

@@ -30,8 +30,6 @@ _WARN_NAMES = 5
 # steps only, a module running on some); past this the cache starts over.
 _LAYOUTS = 16
 
-_GRAD_TAGS = (plans.TAG_GRAD_NORM, plans.TAG_GRAD_MEAN_ABS, plans.TAG_GRAD_MAX_ABS,
-              plans.TAG_GRAD_NONFINITE)
 _GRAD_ROWS = [reduce.STAT_ROWS.index(name) for name in ("sq_sum", "abs_sum", "abs_max")]
 
 
@@ -254,7 +252,7 @@ def bar_values(inputs, plan, layout):
         bars = np.zeros((4, len(plan.grad_names)))  # gradients not present: 0
         bars[:, layout.grad_target] = stats
         labels = {"labels": plan.grad_names}
-        out += [(tag, "bars", row, labels) for tag, row in zip(_GRAD_TAGS, bars)]
+        out += [(tag, "bars", row, labels) for tag, row in zip(plans.GRADIENT_TAGS, bars)]
     if layout.updates is not None:
         out.append((plans.TAG_UPDATE_RATIO, "bars",
                     update_ratios(inputs[layout.updates[0]], layout.update_pick),

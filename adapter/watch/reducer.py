@@ -36,6 +36,7 @@ REPLAY_GRAPHS = True
 # A test seam.
 CPU_PASS = True
 
+
 @dataclasses.dataclass(frozen=True)
 class Roles:
     """What this process does at a logging step.

@@ -33,9 +33,6 @@ from torch_visualization.watch import plan as plans
 # `renderer`'s answer before the first packet fixed the pie's classes.
 _NOT_YET = object()
 
-# decode.py's order of the gradient bars: statistic rows of the packet.
-_GRAD_TAGS = (plans.TAG_GRAD_NORM, plans.TAG_GRAD_MEAN_ABS, plans.TAG_GRAD_MAX_ABS,
-              plans.TAG_GRAD_NONFINITE)
 
 
 
@@ -46,20 +43,18 @@ class Renderer:
       tags: The tags of the event, in order.
     """
 
-    def __init__(self, tags, template, program, runs, constants, scales, with_classes):
+    def __init__(self, tags, template, program, runs, constants, scales):
         self.tags = tags
         self._template = template
         self._program = program
         self._runs = runs
         self._constants = constants
         self._scales = scales
-        self._with_classes = with_classes
 
     def render(self, packet, array):
         """The event's Summary bytes (no metadata), or None where this packet
-        takes the general path."""
-        if bool(packet.class_samples) != self._with_classes:
-            return None
+        takes the general path (`event` picks the renderer of packets with or
+        without the class pie)."""
         try:
             return fused.render_event(array, self._program, self._runs, self._constants,
                                       self._scales, packet.class_samples, self._template)
@@ -122,7 +117,7 @@ def renderer(packet, plan, layout, memory):
                 out.op(HEATMAP32, out.value(tag, np.float32, (rows, cols)),
                        offset + start, start, rows, cols)
     scales = packet.heatmap_scales if layout.heatmaps is not None else ()
-    return out.renderer(np.asarray(scales, np.float32), bool(packet.class_samples))
+    return out.renderer(np.asarray(scales, np.float32))
 
 
 def _attention(out, layout):
@@ -157,7 +152,7 @@ def _gradient_bars(out, stats, layout, count):
     gradient's sum of squares, sum of |g|, max |g| and non-finite count
     (rows); gradients not in the packet show 0."""
     column_of = {int(position): column for column, position in enumerate(layout.grad_target)}
-    for row, tag in enumerate(_GRAD_TAGS):
+    for row, tag in enumerate(plans.GRADIENT_TAGS):
         at = out.value(tag, np.float64, (count,))
         for position in range(count):
             column, dst = column_of.get(position), at + 8 * position
@@ -247,9 +242,9 @@ class _Program:
         self.runs += [int(index) for index in indices]
         return start
 
-    def renderer(self, scales, with_classes):
+    def renderer(self, scales):
         return Renderer(
             tuple(self.tags), b"".join(self.pieces),
             np.array(self.ops, np.int64).reshape(-1, 6), np.array(self.runs, np.int64),
-            np.array(self.constants, np.float64), np.ascontiguousarray(scales), with_classes,
+            np.array(self.constants, np.float64), np.ascontiguousarray(scales),
         )
