@@ -84,26 +84,6 @@ _DTYPES = {
 }
 
 
-class FastValue:
-    """A value whose metadata the first event needs but later ones do not.
-
-    Args:
-      tag: The tag.
-      array: A numpy array of one of the stored dtypes (float16/32/64,
-        int64); its bytes become the tensor's content.
-      first_value: Called (only) when this tag's metadata is not yet in the
-        current file; returns the complete `Summary.Value`, metadata included
-        (built by `torch_visualization.summary`).
-    """
-
-    __slots__ = ("tag", "array", "first_value")
-
-    def __init__(self, tag, array, first_value):
-        self.tag = tag
-        self.array = array
-        self.first_value = first_value
-
-
 class FastValues:
     """The values of ONE event, cheap to write (a `watch()` logging step's).
 
@@ -143,11 +123,6 @@ class _ValueEncoder:
 
     def __init__(self):
         self.prefixes = {}  # (tag, dtype, shape) -> prefix
-
-    def parts(self, tag, array):
-        """`(prefix, data)` of the entry of `array` under `tag` (no metadata)."""
-        array = np.ascontiguousarray(array)
-        return self.prefix(tag, array), memoryview(array).cast("B")
 
     def prefix(self, tag, array):
         """The entry of the C-contiguous `array` under `tag`, up to its
@@ -373,7 +348,7 @@ class EventSink:
 
     def submit(self, job, step=None, walltime=None):
         """Queues `job` for the writer thread: it runs there and returns the
-        values of ONE event (`Summary.Value` protos and `FastValue`s, one
+        values of ONE event (a list of `Summary.Value` protos, one
         `FastValues`, or one `RenderedEvent`).
 
         A job that raises is reported once (later failures are counted in the
@@ -504,7 +479,7 @@ class EventSink:
         if isinstance(values, FastValues):
             entries, tags = self._fast_entries(values), values.tags
         else:
-            entries, tags = self._entries(values)
+            entries, tags = [self._whole_entry(value) for value in values], [value.tag for value in values]
         self._file.write_record(event_records.event_record(walltime, step, entries))
         # A failed first event must carry the metadata again next time (a
         # record held back fails with the file: nothing more is written).
@@ -530,20 +505,6 @@ class EventSink:
                 logger.warning("torch_visualization: writing a logging step failed again "
                                "(%d times)", self._job_failures)
             return None
-
-    def _entries(self, values):
-        """`(entries, tags)` of a list of `Summary.Value`s and `FastValue`s."""
-        entries, tags = [], []
-        for value in values:
-            if isinstance(value, FastValue):
-                if value.tag in self._seen:
-                    entries += self._encoder.parts(value.tag, value.array)
-                else:
-                    entries.append(_entry(value.first_value()))
-            else:
-                entries.append(self._whole_entry(value))
-            tags.append(value.tag)
-        return entries, tags
 
     def _fast_entries(self, values):
         """The entries of a `FastValues`: after a tag's first event, a kept
