@@ -1000,8 +1000,15 @@ static int grid_in(Py_ssize_t n, Py_ssize_t offset, Py_ssize_t rows, Py_ssize_t 
 /* The tasks of parameter_statistics (see CHUNK): a gradient's elements
  * [a, b); a weight pair's update sums over [a, b); a pooled pair's row
  * bins [a, b) with the update sums of their rows; an only-pooled array's
- * row bins [a, b). */
-enum { TASK_GRADIENT, TASK_UPDATE, TASK_UPDATE_POOL, TASK_POOL };
+ * row bins [a, b); the copy of a weight's elements [a, b) into its kept
+ * buffer (the stage before the optimizer step). */
+enum { TASK_GRADIENT, TASK_UPDATE, TASK_UPDATE_POOL, TASK_POOL, TASK_COPY };
+
+/* What one parameter_statistics call does: everything after the optimizer
+ * step, or the pass split in two around it: before, the gradients (while
+ * backward has just left them in cache) and the copy of the weights; after,
+ * the updates and the grids. */
+enum { STAGE_ALL, STAGE_BEFORE, STAGE_AFTER };
 
 typedef struct {
     int kind;
@@ -1018,6 +1025,7 @@ typedef struct {
     double (*parts)[4]; /* per task */
     Scratch *scratch;   /* per worker */
     Py_ssize_t count;   /* tasks */
+    int stage;          /* STAGE_* */
 } ParameterPass;
 
 /* Row bins per task: about CHUNK elements each. */
@@ -1042,13 +1050,15 @@ static Py_ssize_t add_tasks(Task *tasks, Py_ssize_t at, int kind, Py_ssize_t k, 
 static Py_ssize_t list_tasks(const ParameterPass *job, Py_ssize_t count, Py_ssize_t n_pools, Task *tasks) {
     Py_ssize_t at = 0;
     for (Py_ssize_t k = 0; k < count; k++) {
-        at = add_tasks(tasks, at, TASK_GRADIENT, k, elements(&job->grads[k]), CHUNK);
-        if (job->pooled[k])
+        if (job->stage != STAGE_AFTER) at = add_tasks(tasks, at, TASK_GRADIENT, k, elements(&job->grads[k]), CHUNK);
+        if (job->stage == STAGE_BEFORE)
+            at = add_tasks(tasks, at, TASK_COPY, k, elements(&job->olds[k]), CHUNK);
+        else if (job->pooled[k])
             at = add_tasks(tasks, at, TASK_UPDATE_POOL, k, job->grids[k].out_rows, bins_per_task(&job->grids[k]));
         else
             at = add_tasks(tasks, at, TASK_UPDATE, k, elements(&job->olds[k]), CHUNK);
     }
-    for (Py_ssize_t p = 0; p < n_pools; p++)
+    for (Py_ssize_t p = 0; p < n_pools && job->stage != STAGE_BEFORE; p++)
         at = add_tasks(tasks, at, TASK_POOL, p, job->pools[p].out_rows, bins_per_task(&job->pools[p]));
     return at;
 }
@@ -1099,6 +1109,10 @@ static void parameter_task(void *context, Py_ssize_t index, int worker) {
         update_pool_bins(job->olds[task->k].buf, job->news[task->k].buf, &job->grids[task->k], scratch->acc,
                          scratch->bins, task->a, task->b, part);
         break;
+    case TASK_COPY:
+        memcpy((float *)job->olds[task->k].buf + task->a, (const float *)job->news[task->k].buf + task->a,
+               (size_t)(task->b - task->a) * sizeof(float));
+        break;
     default:
         update_pool_bins(NULL, job->pool_views[task->k].buf, &job->pools[task->k], scratch->acc, scratch->bins,
                          task->a, task->b, part);
@@ -1117,7 +1131,7 @@ static void add_parameter_parts(const ParameterPass *job, Py_ssize_t count, floa
             g[1] += part[1];
             g[2] = isnan(g[2]) || isnan(part[2]) ? NAN : (part[2] > g[2] ? part[2] : g[2]);
             g[3] += part[3];
-        } else if (task->kind != TASK_POOL) {
+        } else if (task->kind != TASK_POOL && task->kind != TASK_COPY) {
             u[0] += part[0];
             u[1] += part[1];
         }
@@ -1125,7 +1139,7 @@ static void add_parameter_parts(const ParameterPass *job, Py_ssize_t count, floa
         int last = t + 1 == job->count || job->tasks[t + 1].k != task->k
                    || (task->kind == TASK_GRADIENT) != (job->tasks[t + 1].kind == TASK_GRADIENT)
                    || job->tasks[t + 1].kind == TASK_POOL;
-        if (!last || task->kind == TASK_POOL) continue;
+        if (!last || task->kind == TASK_POOL || task->kind == TASK_COPY) continue;
         Py_ssize_t k = task->k;
         if (task->kind == TASK_GRADIENT) {
             for (int row = 0; row < 4; row++) o[row * count + k] = (float)g[row];
@@ -1147,13 +1161,22 @@ PyDoc_STRVAR(parameter_statistics_doc,
 "olds - news] (2n, as update_statistics). grids: per k None or (offset,\n"
 "rows, out_rows, out_cols): news[k] viewed as a rows-row matrix is pooled\n"
 "into out[offset:] in the same pass (update_statistics' rule). pools:\n"
-"(array, offset, rows, out_rows, out_cols) of arrays only pooled.");
+"(array, offset, rows, out_rows, out_cols) of arrays only pooled.\n\n"
+"stage: 0 (all of it, after the optimizer step), or the same split in two\n"
+"calls around the step: 1, before it, writes the gradient statistics and\n"
+"copies each news[k] into olds[k] (writable then); 2, after it, writes\n"
+"the update norms and the grids. 1 then 2 write the values 0 writes.");
 
 static PyObject *parameter_statistics(PyObject *self, PyObject *args) {
     PyObject *grads_obj, *olds_obj, *news_obj, *out_obj, *grids_obj, *pools_obj;
-    if (!PyArg_ParseTuple(args, "OOOOOO:parameter_statistics", &grads_obj, &olds_obj, &news_obj, &out_obj,
-                          &grids_obj, &pools_obj))
+    int stage = STAGE_ALL;
+    if (!PyArg_ParseTuple(args, "OOOOOO|i:parameter_statistics", &grads_obj, &olds_obj, &news_obj, &out_obj,
+                          &grids_obj, &pools_obj, &stage))
         return NULL;
+    if (stage < STAGE_ALL || stage > STAGE_AFTER) {
+        PyErr_Format(PyExc_ValueError, "parameter_statistics: stage must be 0, 1 or 2, not %d", stage);
+        return NULL;
+    }
     Py_buffer *grads = NULL, *olds = NULL, *news = NULL, *pool_views = NULL, out;
     PyObject *grid_items = NULL, *pool_items = NULL;
     Grid *grids = NULL, *pools = NULL;
@@ -1163,7 +1186,7 @@ static PyObject *parameter_statistics(PyObject *self, PyObject *args) {
     int have_out = 0;
     count = float_buffers(grads_obj, &grads, "parameter_statistics");
     if (count < 0) goto done;
-    n_olds = float_buffers(olds_obj, &olds, "parameter_statistics");
+    n_olds = float_buffers_as(olds_obj, &olds, stage == STAGE_BEFORE, "parameter_statistics");
     if (n_olds < 0) goto done;
     n_news = float_buffers(news_obj, &news, "parameter_statistics");
     if (n_news < 0) goto done;
@@ -1236,7 +1259,7 @@ static PyObject *parameter_statistics(PyObject *self, PyObject *args) {
         scratch_fit(&scratch, g);
     }
     {
-        ParameterPass job = {grads, olds, news, grids, pooled, pools, pool_views, NULL, NULL, NULL, 0};
+        ParameterPass job = {grads, olds, news, grids, pooled, pools, pool_views, NULL, NULL, NULL, 0, stage};
         int threads = task_threads();
         if (plan_parameter_pass(&job, count, n_pools, &scratch, threads) < 0) {
             free_parameter_pass(&job, threads);

@@ -113,7 +113,11 @@ def update_statistics(before, after, grids=None):
     return out, pooled
 
 
-def parameter_statistics(grads, olds, news, out, grids, pools=()):
+# parameter_statistics' stages: the pass split around the optimizer step.
+BEFORE_STEP, AFTER_STEP = 1, 2
+
+
+def parameter_statistics(grads, olds, news, out, grids, pools=(), stage=0):
     """A logging step's parameter side in one call (numpy arrays in; the
     caller checked `available()`): writes into `out` the gradient
     statistics `[sq_sum | abs_sum | abs_max | nonfinite]` (4 n values), the
@@ -122,10 +126,16 @@ def parameter_statistics(grads, olds, news, out, grids, pools=()):
     places in `out` (None: no grid), each array read once. `pools`: further
     `(array, offset, rows, out_rows, out_cols)` only pooled.
 
-    Raises `Unreadable` for arrays that are not C-contiguous float32,
-    ValueError for sizes that do not match.
+    `stage`: 0, all of it after the optimizer step; or the same split in
+    two calls around the step that write the same values: `BEFORE_STEP`
+    writes the gradient statistics and copies each `news[k]` (the weights
+    about to be stepped) into `olds[k]`; `AFTER_STEP` writes the update
+    norms and the grids.
+
+    Raises `Unreadable` for arrays that are not C-contiguous float32 (or
+    read-only where written), ValueError for sizes that do not match.
     """
-    _fused.parameter_statistics(grads, olds, news, out, grids, pools)
+    _fused.parameter_statistics(grads, olds, news, out, grids, pools, stage)
 
 
 # Largest scores (rows x classes) for class_statistics: its exp is scalar C,

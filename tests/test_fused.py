@@ -177,6 +177,56 @@ def test_split_passes_give_the_same_numbers_on_any_thread_count(two_threads):
     assert split[1][1:] == (float(output.min()), float(output.max()), float((output != 0).sum()))
 
 
+def test_the_pass_split_around_the_step_writes_the_same_bytes(two_threads):
+    """cpu_pass.py reads the gradients and copies the weights before the
+    optimizer step (BEFORE_STEP), the updates and grids after it
+    (AFTER_STEP): the two calls write exactly what the one call after the
+    step writes, on one thread and on two."""
+    from torch_visualization import _fused
+
+    generator = torch.Generator().manual_seed(9)
+    olds = [torch.randn(700, 333, generator=generator), torch.randn(300_001, generator=generator),
+            torch.randn(64, 10, generator=generator)]
+    news = [o + 0.01 * torch.randn(o.shape, generator=generator) for o in olds]
+    grads = [torch.randn(o.shape, generator=generator) for o in olds]
+    grads[1][123_456] = float("inf")
+    frozen = torch.randn(300, 301, generator=generator)
+    plan = pooling.HeatmapPlan([olds[0], olds[2], frozen], 64, batch=False)
+    grids, at = [], 18
+    for index in range(2):
+        rows, _, out_rows, out_cols = plan.alone(index)
+        grids.append((at, rows, out_rows, out_cols))
+        at += out_rows * out_cols
+    rows, _, out_rows, out_cols = plan.alone(2)
+    pools = [(frozen.numpy(), at, rows, out_rows, out_cols)]
+    size = at + out_rows * out_cols
+    grids = [grids[0], None, grids[1]]
+    whole = _parameter_pass(grads, olds, news, grids, pools, size)
+    views = [g.numpy() for g in grads]
+    for limit in (1, 0):
+        _fused.set_threads(limit)
+        weights = [o.clone() for o in olds]  # as the step begins
+        kept = [torch.full_like(o, 7.0) for o in olds]
+        out = np.full(size, -1.0, np.float32)
+        fused.parameter_statistics(views, [k.numpy() for k in kept], [w.numpy() for w in weights], out,
+                                   grids, pools, fused.BEFORE_STEP)
+        for copy, old in zip(kept, olds):
+            assert copy.numpy().tobytes() == old.numpy().tobytes()
+        assert (out[12:] == -1.0).all()  # nothing of the after stage yet
+        for weight, new in zip(weights, news):  # the optimizer step
+            weight.copy_(new)
+        fused.parameter_statistics(views, [k.numpy() for k in kept], [w.numpy() for w in weights], out,
+                                   grids, pools, fused.AFTER_STEP)
+        assert out.tobytes() == whole.tobytes()
+    _fused.set_threads(0)
+    with pytest.raises(ValueError, match="stage must be 0, 1 or 2"):
+        fused.parameter_statistics(views, views, views, out, [None] * 3, (), 3)
+    with pytest.raises(TypeError):  # the copies' buffers are written before the step
+        fused.parameter_statistics(views, [np.frombuffer(v.tobytes(), np.float32).reshape(v.shape)
+                                           for v in views], views, out, [None] * 3, (),
+                                   fused.BEFORE_STEP)
+
+
 _FORK_SCRIPT = """
 import os, sys, numpy as np, torch
 from torch_visualization import _fused
@@ -372,20 +422,25 @@ def test_watch_logs_the_same_values_with_and_without_the_kernels(tmp_path, monke
         batches = [(torch.randint(0, 50, (4, 12), generator=generator),
                     torch.randint(0, 50, (4, 12), generator=generator)) for _ in range(5)]
     calls = {"gradient": 0, "update": 0, "output": 0, "parameter": 0}
+    stages = []
     for kind in calls:
         original = getattr(fused, kind + "_statistics")
 
         def counted(*args, _original=original, _kind=kind, **kwargs):
             result = _original(*args, **kwargs)
             calls[_kind] += _kind == "parameter" or result is not None  # it fills `out`
+            if _kind == "parameter":
+                stages.append(args[6] if len(args) > 6 else 0)
             return result
 
         monkeypatch.setattr(fused, kind + "_statistics", counted)
     got = _train(str(tmp_path / "one_pass" / "run"), model_fn, batches, optimizers)
-    # The kernels did the work: one call per logging step for the parameter
-    # side with one optimizer, per-kind calls with two.
+    # The kernels did the work: for the parameter side with one optimizer,
+    # one call before each logging step's optimizer step (the gradients,
+    # the copy) and one after it; per-kind calls with two.
     if optimizers == 1:
-        assert calls["parameter"] == 3 and calls["gradient"] == calls["update"] == 0, calls
+        assert stages == [fused.BEFORE_STEP, fused.AFTER_STEP] * 3, stages
+        assert calls["gradient"] == calls["update"] == 0, calls
     else:
         assert calls["parameter"] == 0 and calls["gradient"] > 0 and calls["update"] > 0, calls
     assert calls["output"] > 0

@@ -561,3 +561,35 @@ def test_closure_gradients_and_logits_mappings_are_logged(tmp_path):
     # d(sum over 4 rows of W x + b)/dW = 4 everywhere (3x2), /db = 4 (3).
     np.testing.assert_allclose(got["gradients/norm"].values[0], [96 ** 0.5, 48 ** 0.5], rtol=1e-6)
     np.testing.assert_allclose(got["outputs/classes"].values[0], probabilities.numpy(), rtol=1e-5)
+
+
+def test_closure_steps_read_the_gradients_their_closure_made(tmp_path):
+    """`step(closure)` runs backward inside the step: the gradients of the
+    step before are still in `.grad` (zeroed in place, not freed) when the
+    step begins. The CPU pass must not read them then (cpu_pass.py reads
+    gradients before the step only where no closure is given)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    writer = SummaryWriter(str(tmp_path / "run"))
+    handle = writer.watch(model, optimizer, log_every=1)
+    batches = [torch.randn(4, 6) * scale for scale in (1.0, 10.0, 0.1)]
+    expected = []
+    for x in batches:
+        def closure(x=x):
+            optimizer.zero_grad(set_to_none=False)  # the same .grad tensors, rewritten
+            loss = model(x).square().sum()
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+        # After the step, .grad holds what this step's closure computed.
+        expected.append([param.grad.norm().item() for param in model.parameters()])
+    writer.close()
+    got = read(str(tmp_path))["run"]["gradients/norm"]
+    assert got.steps == [0, 1, 2]
+    # The scales differ 100x between steps: a step read one closure late
+    # would be off by far more than rtol.
+    np.testing.assert_allclose(np.array(got.values), np.array(expected), rtol=1e-5)
+    if fused.available():
+        assert handle._reducer.replay.runs == 3  # served by the CPU pass

@@ -18,8 +18,11 @@ when it ends. While it is open:
   recomputation of activation checkpointing runs during backward: it is not
   counted again);
 - each watched optimizer's step is measured around itself: its parameters'
-  weights before, their gradients after (after GradScaler unscaled them, and
-  after a closure ran backward inside `step()`), and the update. Parameters
+  weights before, their gradients (after GradScaler unscaled them) and the
+  update. The CPU pass reads the gradients as the step begins, while they
+  are in cache (cpu_pass.py), the other paths after it; after it always
+  where a closure runs backward inside `step()`. PyTorch's optimizers leave
+  `.grad` as it is: both read the same values. Parameters
   that no watched optimizer holds are read when the first optimizer's step
   ends; without an optimizer every gradient is read when the backward pass of
   the logging step has set the last one (backward.py).
@@ -195,7 +198,12 @@ class Watch:
         def hook(optimizer, args, kwargs):
             state = self._state
             if state is not None:
-                self._guarded(self._reducer.copy_weights, state, index)
+                # `step(closure)` runs backward inside the step: its
+                # gradients are read after it; otherwise they are final now.
+                # (PyTorch passes the step's own args, `self` first.)
+                given = args[1:] if args and args[0] is optimizer else args
+                final = not given and kwargs.get("closure") is None
+                self._guarded(self._reducer.copy_weights, state, index, final)
 
         return hook
 

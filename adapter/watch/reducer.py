@@ -145,12 +145,18 @@ class StepReducer:
 
     # -- around an optimizer step -------------------------------------------
 
-    def copy_weights(self, state, group):
-        """Keeps the weights optimizer `group` is about to step (for updates)."""
+    def copy_weights(self, state, group, gradients_final=False):
+        """Keeps the weights optimizer `group` is about to step (for updates).
+
+        `gradients_final`: no closure runs backward inside this step, so
+        the CPU pass may read the gradients now (cpu_pass.py)."""
         if not self.roles.measures_parameters or group in state.stepped or group in state.before:
             return
         if self.replay is not None and group == 0:
-            state.before[group] = self.replay.copy_weights()
+            grads = None
+            if gradients_final and not self.accelerated and not state.gradient_groups:
+                grads = [param.grad for param in self._grad_params]
+            state.before[group] = self.replay.copy_weights(grads)
             return
         params = [self._grad_params[p] for p in self.plan.optimizer_groups[group]]
         with torch.no_grad():

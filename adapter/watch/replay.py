@@ -109,8 +109,12 @@ class ParameterReplay:
         """Whether a graph is ready to replay."""
         return self._graph is not None
 
-    def copy_weights(self):
-        """Keeps the weights the optimizer is about to step (one call)."""
+    def copy_weights(self, grads=None):
+        """Keeps the weights the optimizer is about to step (one call).
+
+        `grads` is not read here: the graph reads the gradients after the
+        step, with the updates, in one replay (cpu_pass.py reads them
+        before it)."""
         if self.before is None or not self._graphs:
             # Fresh each logging step without a graph (free between them), in
             # one call: one per parameter was 161 host calls on ResNet-50.
