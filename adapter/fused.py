@@ -160,9 +160,15 @@ def output_statistics(tensor):
     floats (the CPU has them at once: no tensor per module), or None. NaN
     counts as nonzero and makes the norm, min and max NaN, as PyTorch's
     reductions do."""
-    if not (available() and readable(tensor)):
+    if _fused is None or not ENABLED or not tensor.numel():
         return None
-    return _fused.output_statistics(tensor.detach().numpy())
+    # Asked instead of checked first (readable()): a forward measures
+    # several outputs per logging step and the checks cost more than the
+    # kernel on small ones.
+    try:
+        return _fused.output_statistics(tensor.detach().numpy())
+    except (TypeError, RuntimeError):  # Unreadable (a TypeError), or no numpy view: another
+        return None  # device, dtype (bfloat16), layout (sparse) or a conjugate/negative view
 
 
 def render_event(array, program, runs, constants, scales, class_samples, template):

@@ -40,7 +40,7 @@ def count_activation(state, index, output, accelerated=False, module=None):
     """Counts the nonzero outputs of activation module `index` (`accelerated`:
     the kernel accelerators take, also on CPU tensors). On the CPU the one
     pass (fused.py) also gives the output's statistics: kept for `module`'s
-    statistics hook, which runs next for the same output."""
+    statistics, which its hook takes next from the same output."""
     row = None if accelerated else fused.output_statistics(output)
     if row is not None:
         if module is not None:
@@ -64,8 +64,8 @@ def add_module_stats(state, index, output, accelerated=False, module=None):
     row, memo = None, state.output_row
     if memo is not None:
         state.output_row = None
-        # This module's own zero count of this very output, just now (its
-        # hooks run back to back): nothing ran in between to change it.
+        # This module's own zero count of this very output, just now (in
+        # the same hook): nothing ran in between to change it.
         if memo[0] is module and memo[1] is output:
             row = memo[2]
     if row is None and cpu:
@@ -132,6 +132,15 @@ class ForwardCapture:
         self._functional = functional.FunctionalCapture(
             modules.get("named", ()), plan.functional, modules["activations"],
             len(plan.activation_names), self._measuring, self._count_functional)
+        # One hook per measured module: (module, its activation index or
+        # None, its stat index or None); an activation module is usually a
+        # stat module too, and each hook costs a registration per window.
+        roles = {}
+        for index, module in enumerate(modules["activations"]):
+            roles.setdefault(id(module), [module, None, None])[1] = index
+        for index, module in enumerate(modules["stats"]):
+            roles.setdefault(id(module), [module, None, None])[2] = index
+        self._output_modules = [tuple(role) for role in roles.values()]
         self.class_width = None
         self._class_off = not plan.classes
         # outputs="none" turned the pie off: nothing to tell.
@@ -149,10 +158,8 @@ class ForwardCapture:
         add = self._handles.append
         add(self._model.register_forward_pre_hook(self._on_model_start))
         add(self._model.register_forward_hook(self._on_model_end, always_call=True))
-        for index, module in enumerate(self._modules["activations"]):
-            add(module.register_forward_hook(self._zero_count_hook(index)))
-        for index, module in enumerate(self._modules["stats"]):
-            add(module.register_forward_hook(self._stat_hook(index)))
+        for module, count_index, stat_index in self._output_modules:
+            add(module.register_forward_hook(self._output_hook(count_index, stat_index)))
         for index, module in enumerate(self._modules["attention"]):
             add(module.register_forward_pre_hook(self._attention_start(index, module), with_kwargs=True))
             add(module.register_forward_hook(self._attention_end, always_call=True))
@@ -201,12 +208,25 @@ class ForwardCapture:
 
     # -- modules ----------------------------------------------------------
 
-    def _zero_count_hook(self, index):
+    def _output_hook(self, count_index, stat_index):
+        """The hook of a module whose output's zeros are counted
+        (`count_index`, an activation module) and/or whose output's
+        statistics are taken (`stat_index`); either may be None."""
         def hook(module, inputs, output):
+            if not self._measuring():
+                return
             state = self._state()
-            if self._measuring() and state is not None and isinstance(output, torch.Tensor) \
-                    and output.numel() and not self._deferred.offer(deferred.COUNTS, index, output):
-                self._guarded(count_activation, state, index, output, self._accelerated, module)
+            if state is None:
+                return
+            if count_index is not None and isinstance(output, torch.Tensor) and output.numel() \
+                    and not self._deferred.offer(deferred.COUNTS, count_index, output):
+                self._guarded(count_activation, state, count_index, output, self._accelerated, module)
+            if stat_index is None:
+                return
+            tensor = classes.first_tensor(output)
+            if tensor is not None and tensor.numel() and tensor.is_floating_point() \
+                    and not self._deferred.offer(deferred.STATS, stat_index, tensor):
+                self._guarded(add_module_stats, state, stat_index, tensor, self._accelerated, module)
 
         return hook
 
@@ -216,18 +236,6 @@ class ForwardCapture:
         state = self._state()
         if state is not None:
             self._guarded(count_activation, state, index, output)
-
-    def _stat_hook(self, index):
-        def hook(module, inputs, output):
-            state = self._state()
-            if not self._measuring() or state is None:
-                return
-            tensor = classes.first_tensor(output)
-            if tensor is not None and tensor.numel() and tensor.is_floating_point() \
-                    and not self._deferred.offer(deferred.STATS, index, tensor):
-                self._guarded(add_module_stats, state, index, tensor, self._accelerated, module)
-
-        return hook
 
     def _attention_start(self, index, module):
         def hook(module, args, kwargs):

@@ -87,6 +87,10 @@ class CpuParameterPass:
         self._pooled_only = [index for index in range(len(heat_params)) if index not in stepped]
         self._pool_specs = [(cells_at[index],) + heatmaps.pool_spec(index) for index in self._pooled_only]
         self.before = [torch.empty_like(param) for param in grad_params]
+        # Every parameter the views show, each once (the copies are ours:
+        # replacing them drops the views, see copy_weights).
+        trainable = {id(param) for param in grad_params}
+        self._viewed = list(grad_params) + [param for param in heat_params if id(param) not in trainable]
         self._pointers = None  # the storages the cached views show
         self._arguments = None  # (before views, weight views, grids, pools)
         self._early = None  # (vector, gradients, their views) read before this step
@@ -119,6 +123,7 @@ class CpuParameterPass:
             if any(copy.shape != param.shape or copy.dtype != param.dtype
                    for copy, param in zip(self.before, self._grad_params)):
                 self.before = [torch.empty_like(param) for param in self._grad_params]
+                self._pointers = None  # views of the new copies next time
             torch._foreach_copy_(self.before, self._grad_params)
         return self.before
 
@@ -178,9 +183,7 @@ class CpuParameterPass:
         do not read the parameters any more."""
         if not fused.available():  # switched off since (fused.ENABLED)
             return None
-        pointers = [param.data_ptr() for param in self._grad_params]
-        pointers += [param.data_ptr() for param in self._heat_params]
-        pointers += [copy.data_ptr() for copy in self.before]
+        pointers = [param.data_ptr() for param in self._viewed]
         if pointers == self._pointers:
             return self._arguments
         self._pointers = pointers
