@@ -148,10 +148,13 @@ def class_statistics(scores):
     `[rows, classes]` float32 CPU tensor: a 1-D float32 tensor and two
     Python floats, in one call; None where it does not apply (another
     dtype or device, more than `CLASS_SCORES_MAX` scores)."""
-    if not (available() and readable(scores)) or scores.numel() > CLASS_SCORES_MAX:
+    if _fused is None or not ENABLED or scores.numel() > CLASS_SCORES_MAX:
         return None
     sums = np.empty(scores.shape[1], dtype=np.float32)
-    entropy, top = _fused.class_statistics(scores.detach().numpy(), sums)
+    try:  # asked, not checked first (see output_statistics)
+        entropy, top = _fused.class_statistics(scores.detach().numpy(), sums)
+    except (TypeError, RuntimeError):
+        return None
     return torch.from_numpy(sums), entropy, top
 
 

@@ -134,13 +134,14 @@ def test_checkpoint_recomputation_is_not_counted(tmp_path, monkeypatch, with_opt
     results = {}
     for use_checkpoint in (False, True):
         calls = []
-        original = watch_capture.count_activation
+        original = watch_capture.ForwardCapture._measure_output
 
-        def counting(state, index, output, *rest, original=original, calls=calls):
-            calls.append(output.shape[0])
-            original(state, index, output, *rest)
+        def counting(self, state, count_index, stat_index, output, original=original, calls=calls):
+            if count_index is not None:  # the activation module's output is measured
+                calls.append(output.shape[0])
+            original(self, state, count_index, stat_index, output)
 
-        monkeypatch.setattr(watch_capture, "count_activation", counting)
+        monkeypatch.setattr(watch_capture.ForwardCapture, "_measure_output", counting)
         torch.manual_seed(0)
         model = _Checkpointed(use_checkpoint)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1) if with_optimizer else None

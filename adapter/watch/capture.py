@@ -36,15 +36,11 @@ def _compiling():
 # -- the device work of each measurement (into the step's StepState) ----------
 
 
-def count_activation(state, index, output, accelerated=False, module=None):
+def count_activation(state, index, output, accelerated=False):
     """Counts the nonzero outputs of activation module `index` (`accelerated`:
-    the kernel accelerators take, also on CPU tensors). On the CPU the one
-    pass (fused.py) also gives the output's statistics: kept for `module`'s
-    statistics, which its hook takes next from the same output."""
+    the kernel accelerators take, also on CPU tensors)."""
     row = None if accelerated else fused.output_statistics(output)
     if row is not None:
-        if module is not None:
-            state.output_row = (module, output, row)
         state.activations.append((index, row[3], output.numel()))
         return
     with torch.no_grad():
@@ -52,24 +48,16 @@ def count_activation(state, index, output, accelerated=False, module=None):
                                   output.numel()))
 
 
-def add_module_stats(state, index, output, accelerated=False, module=None):
+def add_module_stats(state, index, output, accelerated=False):
     """L2 norm and the extremes (or max |x|) of a module's output (residual
     stream), reduced over the tensor as it lies: a channels-last activation
     reshaped to 1-D would first be copied whole (on a GPU that copy cost
     more than the statistics). A contiguous float32 CPU tensor is read once
-    for all three (fused.py; an activation module's row comes from its zero
-    count), otherwise a BLAS dot, amin and amax. `accelerated`: the kernels
-    accelerators take, also on CPU tensors (watch's test seam)."""
+    for all three (fused.py), otherwise a BLAS dot, amin and amax.
+    `accelerated`: the kernels accelerators take, also on CPU tensors
+    (watch's test seam)."""
     cpu = output.device.type == "cpu" and not accelerated
-    row, memo = None, state.output_row
-    if memo is not None:
-        state.output_row = None
-        # This module's own zero count of this very output, just now (in
-        # the same hook): nothing ran in between to change it.
-        if memo[0] is module and memo[1] is output:
-            row = memo[2]
-    if row is None and cpu:
-        row = fused.output_statistics(output)
+    row = fused.output_statistics(output) if cpu else None
     if row is not None:
         state.module_stats.append((index, row[0], row[1], row[2], output.numel()))
         return
@@ -201,6 +189,8 @@ class ForwardCapture:
     def flush(self, state):
         """Measures the outputs held since the forward began (deferred.py)
         into `state`; forgets them when the window has closed."""
+        if not self._deferred.enabled:  # the CPU kernels measure at once: nothing held
+            return
         if state is None:
             self._deferred.clear()
         else:
@@ -213,22 +203,34 @@ class ForwardCapture:
         (`count_index`, an activation module) and/or whose output's
         statistics are taken (`stat_index`); either may be None."""
         def hook(module, inputs, output):
-            if not self._measuring():
-                return
-            state = self._state()
-            if state is None:
-                return
-            if count_index is not None and isinstance(output, torch.Tensor) and output.numel() \
-                    and not self._deferred.offer(deferred.COUNTS, count_index, output):
-                self._guarded(count_activation, state, count_index, output, self._accelerated, module)
-            if stat_index is None:
-                return
-            tensor = classes.first_tensor(output)
-            if tensor is not None and tensor.numel() and tensor.is_floating_point() \
-                    and not self._deferred.offer(deferred.STATS, stat_index, tensor):
-                self._guarded(add_module_stats, state, stat_index, tensor, self._accelerated, module)
+            if self._measuring():
+                state = self._state()
+                if state is not None:
+                    self._guarded(self._measure_output, state, count_index, stat_index, output)
 
         return hook
+
+    def _measure_output(self, state, count_index, stat_index, output):
+        if not self._accelerated and type(output) is torch.Tensor:
+            # A contiguous float32 CPU output: one pass (fused.py) gives both
+            # its zero count and its statistics.
+            row = fused.output_statistics(output)
+            if row is not None:
+                numel = output.numel()
+                if count_index is not None:
+                    state.activations.append((count_index, row[3], numel))
+                if stat_index is not None:
+                    state.module_stats.append((stat_index, row[0], row[1], row[2], numel))
+                return
+        if count_index is not None and isinstance(output, torch.Tensor) and output.numel() \
+                and not self._deferred.offer(deferred.COUNTS, count_index, output):
+            count_activation(state, count_index, output, self._accelerated)
+        if stat_index is None:
+            return
+        tensor = classes.first_tensor(output)
+        if tensor is not None and tensor.numel() and tensor.is_floating_point() \
+                and not self._deferred.offer(deferred.STATS, stat_index, tensor):
+            add_module_stats(state, stat_index, tensor, self._accelerated)
 
     def _count_functional(self, index, output):
         """Zeros of a functional ReLU call (functional.py), counted as those

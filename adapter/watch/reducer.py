@@ -80,7 +80,6 @@ class StepState:
     stepped: set = dataclasses.field(default_factory=set)  # optimizers whose update is measured
     measured: set = dataclasses.field(default_factory=set)  # grad positions already read
     replayed: object = None  # (vector, layout) of replay.ParameterReplay, if it ran
-    output_row: object = None  # (module, output, row): an activation's one-pass row for its stat hook
     grids: dict = dataclasses.field(default_factory=dict)  # param index -> heatmap grid pooled already
 
 
