@@ -1736,6 +1736,11 @@ static PyObject *render_event(PyObject *self, PyObject *args) {
         goto done;
     }
     char *out = PyBytes_AS_STRING(result);
+    /* The general path takes the event where this program cannot. */
+    int general = 0;
+    /* Without the GIL: the bytes are nobody else's yet, and the training
+     * thread's Python need not wait for the writer thread's rendering. */
+    Py_BEGIN_ALLOW_THREADS
     memcpy(out, template.buf, size);
     for (Py_ssize_t i = 0; i < m; i++) {
         const int64_t *op = code + 6 * i;
@@ -1769,9 +1774,9 @@ static PyObject *render_event(PyObject *self, PyObject *args) {
         case R_COPY32: memcpy(to, v + a, (size_t)c * 4); break;
         case R_SEQUENCE: {
             double positions = (double)v[a + 2];
-            if (!(positions > 0.0)) { /* no sequence bars this step: the general path */
-                Py_SETREF(result, Py_NewRef(Py_None));
-                goto done;
+            if (!(positions > 0.0)) { /* no sequence bars this step */
+                general = 1;
+                goto rendered;
             }
             put_double(to, (double)v[a] / positions);
             put_double(to + 8, (double)v[a + 1]);
@@ -1793,15 +1798,18 @@ static PyObject *render_event(PyObject *self, PyObject *args) {
                 memcpy(to, cells, (size_t)count * 4);
             } else {
                 uint16_t *halves = (uint16_t *)(scratch + ((cells_max * 2 + 15) & ~(Py_ssize_t)15));
-                if (!encode_grid(cells, c, d, halves)) { /* the float32 form: general path */
-                    Py_SETREF(result, Py_NewRef(Py_None));
-                    goto done;
+                if (!encode_grid(cells, c, d, halves)) { /* the float32 form */
+                    general = 1;
+                    goto rendered;
                 }
                 memcpy(to, halves, (size_t)(c + 1) * d * 2);
             }
         }
         }
     }
+rendered:
+    Py_END_ALLOW_THREADS
+    if (general) Py_SETREF(result, Py_NewRef(Py_None));
 done:
     PyMem_Free(scratch);
     if (template.obj) PyBuffer_Release(&template);

@@ -215,3 +215,67 @@ def test_kernels_switched_off_after_watch_stop_the_pass(tmp_path, monkeypatch):
     writer.close()
     assert handle._reducer.replay.runs == 2
     assert read(str(tmp_path))["run"]["gradients/norm"].steps == [0, 1, 2, 3]
+
+
+def _packets_both_ways(logdir, monkeypatch, model, batches, loss, micro=1, steps=3, **watch_kwargs):
+    """Each logging step's packet as `host_packet.build` makes it and as
+    the general builder makes it, from the same state: `[(fast, general)]`
+    (fast None where it declined)."""
+    from torch_visualization.watch import host_packet
+
+    pairs, real_build = [], host_packet.build
+    original_finish = watch_reducer.StepReducer.finish
+
+    def declining(*args):
+        pairs.append([real_build(*args), None])
+        return None  # the general builder makes the packet the watch writes
+
+    def finish(self, *args):
+        packet = original_finish(self, *args)
+        pairs[-1][1] = packet
+        return packet
+
+    monkeypatch.setattr(host_packet, "build", declining)
+    monkeypatch.setattr(watch_reducer.StepReducer, "finish", finish)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    writer = SummaryWriter(logdir)
+    handle = writer.watch(model, optimizer, log_every=1, **watch_kwargs)
+    for index in range(steps):
+        optimizer.zero_grad()
+        for part in range(micro):
+            loss(model(batches[index * micro + part])).backward()
+        optimizer.step()
+    assert handle._failures == 0
+    writer.close()
+    return [tuple(pair) for pair in pairs]
+
+
+def test_the_one_call_packet_equals_the_builders(tmp_path, monkeypatch):
+    """host_packet.build lays out a CPU step's floats and vector exactly as
+    PacketBuilder does (segments, bytes, entries), with one forward per
+    step and with several (gradient accumulation), and declines what it
+    does not lay out (sequence statistics)."""
+    generator = torch.Generator().manual_seed(4)
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 5), nn.ReLU(), nn.Linear(5, 4))
+    batches = [torch.randn(7, 6, generator=generator) for _ in range(6)]
+    for micro in (1, 2):
+        pairs = _packets_both_ways(str(tmp_path / ("mlp%d" % micro)), monkeypatch, mlp, batches,
+                                   lambda out: out.square().mean(), micro=micro, outputs="classes")
+        assert len(pairs) == 3
+        for fast, general in pairs:
+            assert fast is not None and general is not None
+            assert fast.buffer.tobytes() == general.host_array().tobytes()
+            assert fast.segments == general.segments
+            for field in ("step", "gradient_groups", "update_groups", "activation_entries",
+                          "module_entries", "module_numels", "attention_entries", "class_samples",
+                          "heatmaps"):
+                assert getattr(fast, field) == getattr(general, field), field
+            assert len(fast.activation_entries) == 2 * micro  # each forward's two ReLUs
+        monkeypatch.undo()
+    # Sequence outputs ([batch, positions, classes]) carry sequence statistics: declined.
+    lm = nn.Sequential(nn.Embedding(11, 6), nn.Linear(6, 11))
+    tokens = [torch.randint(0, 11, (2, 5), generator=generator) for _ in range(3)]
+    pairs = _packets_both_ways(str(tmp_path / "lm"), monkeypatch, lm, tokens, lambda out: out.square().mean(),
+                               outputs="classes")
+    assert pairs and all(fast is None and general is not None for fast, general in pairs)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from torch_visualization import distributed, fused, pooling, reduce
-from torch_visualization.watch import cpu_pass, outputs
+from torch_visualization.watch import cpu_pass, host_packet, outputs
 from torch_visualization.watch import packet as packets
 from torch_visualization.watch import plan as plans
 from torch_visualization.watch import replay as replays
@@ -260,6 +260,8 @@ class StepReducer:
         if not self.roles.measures_parameters:
             return
         if positions is None:
+            if len(state.measured) == len(self._grad_params):
+                return  # all read already (the common case, at a logging step's end)
             positions = [p for p in range(len(self._grad_params)) if p not in state.measured]
         state.measured.update(positions)
         present, grads = [], []
@@ -322,6 +324,10 @@ class StepReducer:
             outputs.combine_across_ranks(self.plan, state, class_width, self.device)  # COLLECTIVE
             if not self.roles.measures_parameters:
                 return None  # DDP ranks != 0: their share is done
+        elif not self.accelerated:
+            packet = host_packet.build(step, walltime, state, self.heatmap_entries, self.heatmap_scales)
+            if packet is not None:
+                return packet
         builder = packets.PacketBuilder()
         with torch.no_grad():
             for suffix, _, stats, nonfinite in state.gradient_groups:
@@ -337,10 +343,12 @@ class StepReducer:
             module_indices, module_rows, module_numels = outputs.module_rows(state, self.device)
             if module_indices:
                 builder.add("module_stats", module_rows.reshape(-1))
-            for index, (maps, entropy, _) in sorted(state.attention.items()):
+            attention = sorted(state.attention.items()) if state.attention else ()
+            for index, (maps, entropy, _) in attention:
                 builder.add("attention.%d" % index, maps.reshape(-1))
                 builder.add("entropy.%d" % index, entropy)
-            tokens.add_segment(builder, state)
+            if state.tokens is not None:
+                tokens.add_segment(builder, state)
             if state.class_samples:
                 builder.add("classes", state.class_sum)
             if state.sequence is not None:
@@ -370,8 +378,7 @@ class StepReducer:
             activation_entries=[(index, numel) for index, _, numel in state.activations],
             module_entries=module_indices,
             module_numels=module_numels,
-            attention_entries=[(index, tuple(maps.shape), shape)
-                               for index, (maps, _, shape) in sorted(state.attention.items())],
+            attention_entries=[(index, tuple(maps.shape), shape) for index, (maps, _, shape) in attention],
             class_samples=state.class_samples,
             heatmaps=self.heatmap_entries,
             heatmap_scales=self.heatmap_scales,
