@@ -220,22 +220,25 @@ def test_kernels_switched_off_after_watch_stop_the_pass(tmp_path, monkeypatch):
 def _packets_both_ways(logdir, monkeypatch, model, batches, loss, micro=1, steps=3, **watch_kwargs):
     """Each logging step's packet as `host_packet.build` makes it and as
     the general builder makes it, from the same state: `[(fast, general)]`
-    (fast None where it declined)."""
+    (fast None where `host_packet.applies` declined)."""
     from torch_visualization.watch import host_packet
 
-    pairs, real_build = [], host_packet.build
+    pairs, states, real_applies = [], [], host_packet.applies
     original_finish = watch_reducer.StepReducer.finish
 
-    def declining(*args):
-        pairs.append([real_build(*args), None])
-        return None  # the general builder makes the packet the watch writes
+    def declining(state):
+        states.append(state if real_applies(state) else None)
+        return False  # the general builder makes the packet the watch writes
 
     def finish(self, *args):
-        packet = original_finish(self, *args)
-        pairs[-1][1] = packet
-        return packet
+        general = original_finish(self, *args)
+        state = states.pop()
+        fast = None if state is None else host_packet.Later(
+            general.step, general.walltime, state, self.heatmap_entries, self.heatmap_scales).built()
+        pairs.append((fast, general))
+        return general
 
-    monkeypatch.setattr(host_packet, "build", declining)
+    monkeypatch.setattr(host_packet, "applies", declining)
     monkeypatch.setattr(watch_reducer.StepReducer, "finish", finish)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     writer = SummaryWriter(logdir)
@@ -247,14 +250,15 @@ def _packets_both_ways(logdir, monkeypatch, model, batches, loss, micro=1, steps
         optimizer.step()
     assert handle._failures == 0
     writer.close()
-    return [tuple(pair) for pair in pairs]
+    return pairs
 
 
 def test_the_one_call_packet_equals_the_builders(tmp_path, monkeypatch):
-    """host_packet.build lays out a CPU step's floats and vector exactly as
+    """host_packet lays out a CPU step's floats and vector exactly as
     PacketBuilder does (segments, bytes, entries), with one forward per
     step and with several (gradient accumulation), and declines what it
-    does not lay out (sequence statistics)."""
+    does not lay out (sequence statistics); unpatched, a watch hands the
+    writer thread its `Later`."""
     generator = torch.Generator().manual_seed(4)
     torch.manual_seed(0)
     mlp = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 5), nn.ReLU(), nn.Linear(5, 4))
@@ -279,3 +283,19 @@ def test_the_one_call_packet_equals_the_builders(tmp_path, monkeypatch):
     pairs = _packets_both_ways(str(tmp_path / "lm"), monkeypatch, lm, tokens, lambda out: out.square().mean(),
                                outputs="classes")
     assert pairs and all(fast is None and general is not None for fast, general in pairs)
+    monkeypatch.undo()
+    from torch_visualization.watch import host_packet
+
+    made = []
+    real_built = host_packet.Later.built
+    monkeypatch.setattr(host_packet.Later, "built", lambda self: made.append(self.step) or real_built(self))
+    optimizer = torch.optim.SGD(mlp.parameters(), lr=0.1)
+    writer = SummaryWriter(str(tmp_path / "later"))
+    writer.watch(mlp, optimizer, log_every=1, outputs="classes")
+    for index in range(3):
+        optimizer.zero_grad()
+        mlp(batches[index]).square().mean().backward()
+        optimizer.step()
+    writer.close()
+    assert made == [0, 1, 2]  # laid out by the writer thread's jobs
+    assert read(str(tmp_path))["later"]["outputs/classes"].steps == [0, 1, 2]

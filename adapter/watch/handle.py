@@ -270,7 +270,7 @@ class Watch:
         packet = self._reducer.finish(step, time.time(), state, self._class_width_to_sync())
         if packet is not None and self._sink is not None:
             plan, memory = self._plan, self._memory
-            self._sink.submit(lambda: decode.event_values(packet, plan, memory),
+            self._sink.submit(lambda: decode.event_values(packet.built(), plan, memory),
                               packet.step, packet.walltime)
 
     def _class_width_to_sync(self):

@@ -1,15 +1,19 @@
-"""A CPU logging step's packet in one numpy call.
+"""A CPU logging step's packet in one numpy call, made on the writer thread.
 
 The common CPU logging step ends with its parameter side in one vector
 (cpu_pass.py) and its forward side as Python floats (the one-pass kernels'
 rows, capture.py). Its packet is then one array of those floats followed by
 the vector: the segments `PacketBuilder` would lay out (`activations`,
-`module_stats`, `classes`, then the vector's own), made in a few calls
-instead of a builder's per-piece ones, which after a backward pass and an
-optimizer step cost several times their cost in a loop (~120 -> ~50 µs a
-logging step on the MLP). Anything else (tensors among the values,
-attention maps, token ids, sequence statistics, rows combined across ranks)
-is left to `StepReducer.finish`'s builder; the tests compare the two.
+`module_stats`, `classes`, then the vector's own). Nothing of such a step
+changes once it has ended (the vector, the class sums and the float lists
+are its own), so the training thread only checks that it `applies` and
+hands the writer thread a `Later`, whose `built()` lays the packet out
+there: between a backward pass and the next step the same work costs the
+training thread several times what it costs the writer thread among its
+other jobs (~100 µs a logging step on the MLP). Anything else (tensors
+among the values, attention maps, token ids, sequence statistics, rows
+combined across ranks) is built by `StepReducer.finish`'s builder on the
+training thread; the tests compare the two.
 """
 
 from __future__ import annotations
@@ -20,22 +24,31 @@ import torch
 from torch_visualization.watch import packet as packets
 
 
-def build(step, walltime, state, heatmaps, heatmap_scales):
-    """The `Packet` of `state` (a `StepState`), or None where the general
-    builder must make it. `heatmaps`, `heatmap_scales`: the reducer's."""
+def applies(state):
+    """Whether `build` lays out `state` (a `StepState` whose parameter
+    side is one vector and whose forward side is Python floats)."""
     if state.replayed is None or state.attention or state.tokens is not None \
             or state.sequence is not None or state.module_rows is not None:
-        return None
+        return False
     if any(group[2] is not None for group in state.gradient_groups) \
             or any(group[2] is not None for group in state.update_groups):
-        return None  # gradients or updates measured beside the vector
+        return False  # gradients or updates measured beside the vector
+    if not all(type(count) is float for _, count, _ in state.activations) \
+            or not all(type(row[1]) is float for row in state.module_stats):
+        return False  # tensors: the general builder's
+    classes = state.class_sum
+    return not state.class_samples or (
+        isinstance(classes, torch.Tensor) and classes.dtype is torch.float32
+        and classes.device.type == "cpu" and classes.dim() == 1)
+
+
+def build(step, walltime, state, heatmaps, heatmap_scales):
+    """The `Packet` of a `state` that `applies`. `heatmaps`,
+    `heatmap_scales`: the reducer's."""
     counts = [count for _, count, _ in state.activations]
     stats = state.module_stats
-    squares = [norm * norm for _, norm, _, _, _ in stats if type(norm) is float]
-    if len(squares) != len(stats) or not all(type(count) is float for count in counts):
-        return None  # tensors: the general builder's
-    head = np.array(counts + squares + [row[2] for row in stats] + [row[3] for row in stats],
-                    dtype=np.float32)
+    head = np.array(counts + [row[1] * row[1] for row in stats] + [row[2] for row in stats]
+                    + [row[3] for row in stats], dtype=np.float32)
     segments, offset = {}, 0
     if counts:
         segments["activations"] = (0, len(counts))
@@ -45,10 +58,7 @@ def build(step, walltime, state, heatmaps, heatmap_scales):
         offset += 3 * len(stats)
     pieces = [head]
     if state.class_samples:
-        classes = state.class_sum
-        if classes.dtype is not torch.float32 or classes.device.type != "cpu" or classes.dim() != 1:
-            return None
-        classes = classes.detach().numpy()
+        classes = state.class_sum.detach().numpy()
         segments["classes"] = (offset, classes.shape[0])
         offset += classes.shape[0]
         pieces.append(classes)
@@ -72,3 +82,17 @@ def build(step, walltime, state, heatmaps, heatmap_scales):
         heatmaps=heatmaps,
         heatmap_scales=heatmap_scales,
     )
+
+
+class Later:
+    """A logging step's packet, laid out by `built()` where it is asked
+    for (the writer thread). Holds the ended step's state."""
+
+    def __init__(self, step, walltime, state, heatmaps, heatmap_scales):
+        self.step = step
+        self.walltime = walltime
+        self._arguments = (step, walltime, state, heatmaps, heatmap_scales)
+
+    def built(self):
+        """The `Packet`."""
+        return build(*self._arguments)

@@ -159,6 +159,10 @@ class Packet:
     heatmap_scales: object
     module_numels: object = None
 
+    def built(self):
+        """The packet itself (see `host_packet.Later`, made on demand)."""
+        return self
+
     def wait(self):
         """Blocks until the host buffer holds the device's numbers."""
         if self.ready is not None:

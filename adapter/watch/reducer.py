@@ -318,16 +318,16 @@ class StepReducer:
     # -- the end of a logging step ---------------------------------------------
 
     def finish(self, step, walltime, state, class_width):
-        """The rest of the device work; returns the `Packet` (None on ranks
-        that do not write, once their collectives are done)."""
+        """The rest of the device work; returns the `Packet`, or a
+        `host_packet.Later` that makes it (both have `built()`); None on
+        ranks that do not write, once their collectives are done."""
         if self.roles.sync:
             outputs.combine_across_ranks(self.plan, state, class_width, self.device)  # COLLECTIVE
             if not self.roles.measures_parameters:
                 return None  # DDP ranks != 0: their share is done
-        elif not self.accelerated:
-            packet = host_packet.build(step, walltime, state, self.heatmap_entries, self.heatmap_scales)
-            if packet is not None:
-                return packet
+        elif not self.accelerated and host_packet.applies(state):
+            # Laid out on the writer thread (host_packet.py).
+            return host_packet.Later(step, walltime, state, self.heatmap_entries, self.heatmap_scales)
         builder = packets.PacketBuilder()
         with torch.no_grad():
             for suffix, _, stats, nonfinite in state.gradient_groups:
