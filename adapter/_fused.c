@@ -1049,7 +1049,12 @@ static Py_ssize_t add_tasks(Task *tasks, Py_ssize_t at, int kind, Py_ssize_t k, 
 /* Lists the tasks, in the order their partial sums are added up. */
 static Py_ssize_t list_tasks(const ParameterPass *job, Py_ssize_t count, Py_ssize_t n_pools, Task *tasks) {
     Py_ssize_t at = 0;
-    for (Py_ssize_t k = 0; k < count; k++) {
+    /* The last parameter first: an optimizer steps the parameters in order
+     * and a forward reads the first layers first, so what the pass read
+     * last (the first parameters) is what training reads next, still in
+     * cache. Each parameter's sums stay in their chunk order. */
+    for (Py_ssize_t j = 0; j < count; j++) {
+        Py_ssize_t k = count - 1 - j;
         if (job->stage != STAGE_AFTER) at = add_tasks(tasks, at, TASK_GRADIENT, k, elements(&job->grads[k]), CHUNK);
         if (job->stage == STAGE_BEFORE)
             at = add_tasks(tasks, at, TASK_COPY, k, elements(&job->olds[k]), CHUNK);
