@@ -593,3 +593,25 @@ def test_closure_steps_read_the_gradients_their_closure_made(tmp_path):
     np.testing.assert_allclose(np.array(got.values), np.array(expected), rtol=1e-5)
     if fused.available():
         assert handle._reducer.replay.runs == 3  # served by the CPU pass
+
+
+def test_a_failing_output_measurement_never_reaches_training(tmp_path, monkeypatch):
+    """The forward hooks' one-pass read raising (a bug, an out-of-memory)
+    is reported once; training and the other tags go on."""
+    def broken(tensor):
+        raise MemoryError("no room for the row")
+
+    monkeypatch.setattr(fused, "output_statistics", broken)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    writer = SummaryWriter(str(tmp_path / "run"))
+    handle = writer.watch(model, optimizer, log_every=1)
+    with pytest.warns(RuntimeWarning, match="a logging step failed"):
+        for _ in range(3):
+            optimizer.zero_grad()
+            model(torch.randn(5, 4)).square().mean().backward()
+            optimizer.step()
+    writer.close()
+    assert handle._failures >= 3  # every measured output failed, reported once
+    assert read(str(tmp_path))["run"]["gradients/norm"].steps == [0, 1, 2]

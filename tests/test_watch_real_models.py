@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from torch_visualization import SummaryWriter, read
-from torch_visualization.watch import capture as watch_capture
+from torch_visualization.watch import reducer as watch_reducer
 
 
 def _read(tmp_path, run="run"):
@@ -114,11 +114,15 @@ class _Checkpointed(nn.Module):
         super().__init__()
         self.first = nn.Linear(6, 16)
         self.act = nn.ReLU()
+        self.mix = nn.Linear(16, 16)
         self.last = nn.Linear(16, 3)
         self.use_checkpoint = use_checkpoint
 
     def block(self, x):
-        return self.act(self.first(x))
+        # `mix` after the activation: recomputation (which stops once the
+        # last tensor backward needs is made again) runs `act` whole, hooks
+        # included.
+        return self.mix(self.act(self.first(x)))
 
     def forward(self, x):
         if self.use_checkpoint:
@@ -134,14 +138,13 @@ def test_checkpoint_recomputation_is_not_counted(tmp_path, monkeypatch, with_opt
     results = {}
     for use_checkpoint in (False, True):
         calls = []
-        original = watch_capture.ForwardCapture._measure_output
+        original = watch_reducer.StepReducer.finish
 
-        def counting(self, state, count_index, stat_index, output, original=original, calls=calls):
-            if count_index is not None:  # the activation module's output is measured
-                calls.append(output.shape[0])
-            original(self, state, count_index, stat_index, output)
+        def counting(self, step, walltime, state, *rest, original=original, calls=calls):
+            calls.extend(numel for _, _, numel in state.activations)  # measured activation outputs
+            return original(self, step, walltime, state, *rest)
 
-        monkeypatch.setattr(watch_capture.ForwardCapture, "_measure_output", counting)
+        monkeypatch.setattr(watch_reducer.StepReducer, "finish", counting)
         torch.manual_seed(0)
         model = _Checkpointed(use_checkpoint)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1) if with_optimizer else None
