@@ -28,9 +28,9 @@ Modes:
                 weights, no updates, nothing written, no thread
   passes@N      a floor, not a product (CPU): only the parameter side's
                 memory traffic as watch() does it there (watch/cpu_pass.py):
-                the weight copy before the step and the one kernel call
-                after it that reads every gradient, weight and copy
-                (gradient statistics, update norms, heatmap grids); no
+                the kernel call before the step that reads every gradient
+                and copies every weight, and the one after it that reads
+                every weight and copy (update norms, heatmap grids); no
                 forward hooks, nothing decoded or written, no thread.
                 ours@N - passes@N is what the rest of a logging step costs
 
