@@ -113,11 +113,12 @@ def update_statistics(before, after, grids=None):
     return out, pooled
 
 
-# parameter_statistics' stages: the pass split around the optimizer step.
-BEFORE_STEP, AFTER_STEP = 1, 2
+# parameter_statistics' stages: all of it after the optimizer step, or the
+# pass split around the step.
+WHOLE, BEFORE_STEP, AFTER_STEP = 0, 1, 2
 
 
-def parameter_statistics(grads, olds, news, out, grids, pools=(), stage=0):
+def parameter_statistics(grads, olds, news, out, grids, pools=(), stage=WHOLE):
     """A logging step's parameter side in one call (numpy arrays in; the
     caller checked `available()`): writes into `out` the gradient
     statistics `[sq_sum | abs_sum | abs_max | nonfinite]` (4 n values), the
@@ -126,7 +127,7 @@ def parameter_statistics(grads, olds, news, out, grids, pools=(), stage=0):
     places in `out` (None: no grid), each array read once. `pools`: further
     `(array, offset, rows, out_rows, out_cols)` only pooled.
 
-    `stage`: 0, all of it after the optimizer step; or the same split in
+    `stage`: `WHOLE`, all of it after the optimizer step; or the same split in
     two calls around the step that write the same values: `BEFORE_STEP`
     writes the gradient statistics and copies each `news[k]` (the weights
     about to be stepped) into `olds[k]`; `AFTER_STEP` writes the update

@@ -298,7 +298,6 @@ class EventSink:
         self._jobs = collections.deque()
         self._max_pending = max_pending if max_pending > 0 else float("inf")
         self._wake_at = max(1, self._max_pending - 2)
-        self._poll_secs = _POLL_SECS
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)  # the writer thread waits on it
         self._room = threading.Condition(self._lock)  # a submit waits on it (queue full)
@@ -425,7 +424,7 @@ class EventSink:
                     now = time.monotonic()
                     self._idle = now - last_job >= _IDLE_SECS
                     due = self._last_flush + self._flush_secs - now
-                    self._wake.wait(max(0.0, due) if self._idle else min(self._poll_secs, max(0.0, due)))
+                    self._wake.wait(max(0.0, due) if self._idle else min(_POLL_SECS, max(0.0, due)))
                     self._idle = False
                 items = list(self._jobs)
                 self._jobs.clear()

@@ -430,7 +430,7 @@ def test_watch_logs_the_same_values_with_and_without_the_kernels(tmp_path, monke
             result = _original(*args, **kwargs)
             calls[_kind] += _kind == "parameter" or result is not None  # it fills `out`
             if _kind == "parameter":
-                stages.append(args[6] if len(args) > 6 else 0)
+                stages.append(args[6] if len(args) > 6 else fused.WHOLE)
             return result
 
         monkeypatch.setattr(fused, kind + "_statistics", counted)

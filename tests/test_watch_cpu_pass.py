@@ -6,6 +6,9 @@ the same values as the per-kind kernels and as PyTorch ops."""
 
 from __future__ import annotations
 
+import os
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -217,85 +220,67 @@ def test_kernels_switched_off_after_watch_stop_the_pass(tmp_path, monkeypatch):
     assert read(str(tmp_path))["run"]["gradients/norm"].steps == [0, 1, 2, 3]
 
 
-def _packets_both_ways(logdir, monkeypatch, model, batches, loss, micro=1, steps=3, **watch_kwargs):
-    """Each logging step's packet as `host_packet.build` makes it and as
-    the general builder makes it, from the same state: `[(fast, general)]`
-    (fast None where `host_packet.applies` declined)."""
-    from torch_visualization.watch import host_packet
+def _logged(logdir, model_fn, batches, micro, eager, monkeypatch):
+    """What a watch logs of three steps; `eager`: every packet built on the
+    training thread. Returns `(values, [(step, laid out on the training
+    thread?)] of each packet.Later)`."""
+    from torch_visualization.watch import packet as watch_packet
 
-    pairs, states, real_applies = [], [], host_packet.applies
-    original_finish = watch_reducer.StepReducer.finish
+    later_steps, training = [], threading.current_thread()
+    real_built = watch_packet.Later.built
+    monkeypatch.setattr(watch_packet.Later, "built", lambda self: later_steps.append(
+        (self.step, threading.current_thread() is training)) or real_built(self))
+    if eager:
+        class Now(watch_packet.Later):  # lays the packet out as it is handed over
+            def __init__(self, step, walltime, make):
+                packet = make()
+                later_steps.append((step, threading.current_thread() is training))
+                super().__init__(step, walltime, lambda: packet)
 
-    def declining(state):
-        states.append(state if real_applies(state) else None)
-        return False  # the general builder makes the packet the watch writes
+            built = real_built
 
-    def finish(self, *args):
-        general = original_finish(self, *args)
-        state = states.pop()
-        fast = None if state is None else host_packet.Later(
-            general.step, general.walltime, state, self.heatmap_entries, self.heatmap_scales).built()
-        pairs.append((fast, general))
-        return general
-
-    monkeypatch.setattr(host_packet, "applies", declining)
-    monkeypatch.setattr(watch_reducer.StepReducer, "finish", finish)
+        monkeypatch.setattr(watch_packet, "Later", Now)
+    torch.manual_seed(0)
+    model = model_fn()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     writer = SummaryWriter(logdir)
-    handle = writer.watch(model, optimizer, log_every=1, **watch_kwargs)
-    for index in range(steps):
-        optimizer.zero_grad()
-        for part in range(micro):
-            loss(model(batches[index * micro + part])).backward()
-        optimizer.step()
-    assert handle._failures == 0
-    writer.close()
-    return pairs
-
-
-def test_the_one_call_packet_equals_the_builders(tmp_path, monkeypatch):
-    """host_packet lays out a CPU step's floats and vector exactly as
-    PacketBuilder does (segments, bytes, entries), with one forward per
-    step and with several (gradient accumulation), and declines what it
-    does not lay out (sequence statistics); unpatched, a watch hands the
-    writer thread its `Later`."""
-    generator = torch.Generator().manual_seed(4)
-    torch.manual_seed(0)
-    mlp = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 5), nn.ReLU(), nn.Linear(5, 4))
-    batches = [torch.randn(7, 6, generator=generator) for _ in range(6)]
-    for micro in (1, 2):
-        pairs = _packets_both_ways(str(tmp_path / ("mlp%d" % micro)), monkeypatch, mlp, batches,
-                                   lambda out: out.square().mean(), micro=micro, outputs="classes")
-        assert len(pairs) == 3
-        for fast, general in pairs:
-            assert fast is not None and general is not None
-            assert fast.buffer.tobytes() == general.host_array().tobytes()
-            assert fast.segments == general.segments
-            for field in ("step", "gradient_groups", "update_groups", "activation_entries",
-                          "module_entries", "module_numels", "attention_entries", "class_samples",
-                          "heatmaps"):
-                assert getattr(fast, field) == getattr(general, field), field
-            assert len(fast.activation_entries) == 2 * micro  # each forward's two ReLUs
-        monkeypatch.undo()
-    # Sequence outputs ([batch, positions, classes]) carry sequence statistics: declined.
-    lm = nn.Sequential(nn.Embedding(11, 6), nn.Linear(6, 11))
-    tokens = [torch.randint(0, 11, (2, 5), generator=generator) for _ in range(3)]
-    pairs = _packets_both_ways(str(tmp_path / "lm"), monkeypatch, lm, tokens, lambda out: out.square().mean(),
-                               outputs="classes")
-    assert pairs and all(fast is None and general is not None for fast, general in pairs)
-    monkeypatch.undo()
-    from torch_visualization.watch import host_packet
-
-    made = []
-    real_built = host_packet.Later.built
-    monkeypatch.setattr(host_packet.Later, "built", lambda self: made.append(self.step) or real_built(self))
-    optimizer = torch.optim.SGD(mlp.parameters(), lr=0.1)
-    writer = SummaryWriter(str(tmp_path / "later"))
-    writer.watch(mlp, optimizer, log_every=1, outputs="classes")
+    handle = writer.watch(model, optimizer, log_every=1, outputs="classes")
     for index in range(3):
         optimizer.zero_grad()
-        mlp(batches[index]).square().mean().backward()
+        for part in range(micro):
+            model(batches[index * micro + part]).square().mean().backward()
         optimizer.step()
     writer.close()
-    assert made == [0, 1, 2]  # laid out by the writer thread's jobs
-    assert read(str(tmp_path))["later"]["outputs/classes"].steps == [0, 1, 2]
+    monkeypatch.undo()
+    assert handle._failures == 0
+    return read(os.path.dirname(logdir))[os.path.basename(logdir)], later_steps
+
+
+def test_packets_laid_out_on_the_writer_thread_log_what_the_training_thread_would(tmp_path, monkeypatch):
+    """A CPU step whose parameter side the one-call pass served hands the
+    writer thread its packet to lay out (`packet.Later`): what is logged is
+    exactly what building it on the training thread logs, with one forward
+    per step, with two (gradient accumulation), and for a sequence model
+    (sequence statistics, the class pie of LM logits): nothing of an ended
+    step changes after the hand-over."""
+    generator = torch.Generator().manual_seed(4)
+    cases = {
+        "mlp": (lambda: nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 5), nn.ReLU(), nn.Linear(5, 4)),
+                [torch.randn(7, 6, generator=generator) for _ in range(6)]),
+        "lm": (lambda: nn.Sequential(nn.Embedding(11, 6), nn.Linear(6, 11)),
+               [torch.randint(0, 11, (2, 5), generator=generator) for _ in range(6)]),
+    }
+    for name, (model_fn, batches) in cases.items():
+        for micro in (1, 2):
+            run = "%s%d" % (name, micro)
+            deferred, steps = _logged(str(tmp_path / "later" / run), model_fn, batches, micro, False,
+                                      monkeypatch)
+            assert steps == [(0, False), (1, False), (2, False)], run  # by the writer thread's jobs
+            eager, steps = _logged(str(tmp_path / "eager" / run), model_fn, batches, micro, True,
+                                   monkeypatch)
+            assert steps == [(0, True), (1, True), (2, True)], run
+            assert set(deferred) == set(eager), run
+            for tag in eager:
+                assert deferred[tag].steps == eager[tag].steps == [0, 1, 2], (run, tag)
+                for a, b in zip(deferred[tag].values, eager[tag].values):
+                    np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg="%s %s" % (run, tag))

@@ -142,19 +142,14 @@ class CpuParameterPass:
                 and all(now is then for now, then in zip(grads, early[1])):
             # The gradients were read before the step (the same tensors).
             vector, _, grad_views = early
-            try:
-                fused.parameter_statistics(grad_views, before_views, weight_views, vector, grids, pools,
-                                           fused.AFTER_STEP)
-            except fused.Unreadable:
+            stage = fused.AFTER_STEP
+        else:
+            grad_views = _views(grads)
+            if grad_views is None:
                 return None
-            self.runs += 1
-            return vector, self._layout
-        grad_views = _views(grads)
-        if grad_views is None:
-            return None
-        vector = np.empty(self._size, dtype=np.float32)
+            vector, stage = np.empty(self._size, dtype=np.float32), fused.WHOLE
         try:
-            fused.parameter_statistics(grad_views, before_views, weight_views, vector, grids, pools)
+            fused.parameter_statistics(grad_views, before_views, weight_views, vector, grids, pools, stage)
         except fused.Unreadable:  # a float16 or non-contiguous gradient
             return None
         self.runs += 1

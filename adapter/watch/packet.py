@@ -160,7 +160,7 @@ class Packet:
     module_numels: object = None
 
     def built(self):
-        """The packet itself (see `host_packet.Later`, made on demand)."""
+        """The packet itself (see `Later`)."""
         return self
 
     def wait(self):
@@ -179,3 +179,21 @@ class Packet:
             return None
         offset, size = where
         return array[offset:offset + size]
+
+
+class Later:
+    """A logging step's packet, made by `built()` where it is asked for
+    (the writer thread) from an ended step that nothing changes any more.
+
+    Attributes:
+      step, walltime: Where the event goes (as a `Packet`'s).
+    """
+
+    def __init__(self, step, walltime, make):
+        self.step = step
+        self.walltime = walltime
+        self._make = make
+
+    def built(self):
+        """The `Packet`."""
+        return self._make()

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from torch_visualization import distributed, fused, pooling, reduce
-from torch_visualization.watch import cpu_pass, host_packet, outputs
+from torch_visualization.watch import cpu_pass, outputs
 from torch_visualization.watch import packet as packets
 from torch_visualization.watch import plan as plans
 from torch_visualization.watch import replay as replays
@@ -319,15 +319,24 @@ class StepReducer:
 
     def finish(self, step, walltime, state, class_width):
         """The rest of the device work; returns the `Packet`, or a
-        `host_packet.Later` that makes it (both have `built()`); None on
-        ranks that do not write, once their collectives are done."""
+        `packet.Later` that makes it (both have `built()`); None on ranks
+        that do not write, once their collectives are done."""
         if self.roles.sync:
             outputs.combine_across_ranks(self.plan, state, class_width, self.device)  # COLLECTIVE
             if not self.roles.measures_parameters:
                 return None  # DDP ranks != 0: their share is done
-        elif not self.accelerated and host_packet.applies(state):
-            # Laid out on the writer thread (host_packet.py).
-            return host_packet.Later(step, walltime, state, self.heatmap_entries, self.heatmap_scales)
+        elif not self.accelerated and state.replayed is not None:
+            # Everything a CPU step whose heatmaps are in the pass's vector
+            # measured is its own (nothing reads the live parameters again):
+            # its packet is laid out on the writer thread, where among other
+            # jobs that work costs a fraction of what it costs here, between
+            # an optimizer step and the next forward (~100 µs a logging step
+            # on the MLP).
+            return packets.Later(step, walltime, lambda: self._packet(step, walltime, state))
+        return self._packet(step, walltime, state)
+
+    def _packet(self, step, walltime, state):
+        """The `Packet` of an ended step (None on FSDP ranks that do not write)."""
         builder = packets.PacketBuilder()
         with torch.no_grad():
             for suffix, _, stats, nonfinite in state.gradient_groups:
