@@ -1412,7 +1412,7 @@ static PyObject *output_statistics(PyObject *self, PyObject *array_obj) {
     output_finish(r);
     if (parts != &one) PyMem_RawFree(parts);
     PyBuffer_Release(&array);
-    return Py_BuildValue("(dddd)", r[0], r[1], r[2], r[3]);
+    return Py_BuildValue("(ddddn)", r[0], r[1], r[2], r[3], n);
 }
 
 /* -- float16 heatmap encoding (metadata.encode_heatmap_grid) -------------- */

@@ -160,19 +160,19 @@ def class_statistics(scores):
 
 
 def output_statistics(tensor):
-    """`(L2 norm, min, max, nonzero count)` of a non-empty tensor as Python
-    floats (the CPU has them at once: no tensor per module), or None. NaN
-    counts as nonzero and makes the norm, min and max NaN, as PyTorch's
-    reductions do."""
-    if _fused is None or not ENABLED or not tensor.numel():
+    """`(L2 norm, min, max, nonzero count, element count)` of a non-empty
+    tensor as Python numbers (the CPU has them at once: no tensor per
+    module), or None. NaN counts as nonzero and makes the norm, min and max
+    NaN, as PyTorch's reductions do."""
+    if _fused is None or not ENABLED:
         return None
-    # Asked instead of checked first (readable()): a forward measures
-    # several outputs per logging step and the checks cost more than the
-    # kernel on small ones.
+    # Asked instead of checked first (readable(), numel()): a forward
+    # measures several outputs per logging step and the checks cost more
+    # than the kernel on small ones.
     try:
         return _fused.output_statistics(tensor.detach().numpy())
-    except (TypeError, RuntimeError):  # Unreadable (a TypeError), or no numpy view: another
-        return None  # device, dtype (bfloat16), layout (sparse) or a conjugate/negative view
+    except (TypeError, RuntimeError, ValueError):  # Unreadable (a TypeError), empty (ValueError), or
+        return None  # no numpy view: another device, dtype (bfloat16), layout (sparse), a conj/neg view
 
 
 def render_event(array, program, runs, constants, scales, class_samples, template):

@@ -174,7 +174,8 @@ def test_split_passes_give_the_same_numbers_on_any_thread_count(two_threads):
         split.append(fused.output_statistics(output))
     assert split[0] == split[1]
     assert split[1][0] == pytest.approx(float(output.double().norm()), rel=1e-6)
-    assert split[1][1:] == (float(output.min()), float(output.max()), float((output != 0).sum()))
+    assert split[1][1:] == (float(output.min()), float(output.max()), float((output != 0).sum()),
+                            output.numel())
 
 
 def test_the_pass_split_around_the_step_writes_the_same_bytes(two_threads):
@@ -271,8 +272,9 @@ def test_output_statistics_equal_pytorchs(special):
     output[3, 3] = -2.5
     if special:
         output[20, 100] = SPECIAL[special]
-    norm, low, high, nonzero = fused.output_statistics(output)
+    norm, low, high, nonzero, numel = fused.output_statistics(output)
     assert nonzero == int((output != 0).sum())  # NaN counts as nonzero
+    assert numel == output.numel()
     for got, want in ((norm, output.double().norm()), (low, output.amin()), (high, output.amax())):
         want = float(want)
         assert (np.isnan(got) and np.isnan(want)) or got == pytest.approx(want, rel=1e-6)
