@@ -1379,9 +1379,10 @@ static void output_chunk(void *context, Py_ssize_t chunk, int worker) {
 }
 
 PyDoc_STRVAR(output_statistics_doc,
-"output_statistics(array) -> (norm, min, max, nonzero)\n\n"
+"output_statistics(array) -> (norm, min, max, nonzero, elements)\n\n"
 "The L2 norm, minimum, maximum and number of nonzero elements (NaN counts)\n"
-"of a non-empty float32 array as Python floats, in one pass.");
+"of a non-empty float32 array as Python floats, in one pass, and its number\n"
+"of elements (an int: the caller needs no numel() call).");
 
 static PyObject *output_statistics(PyObject *self, PyObject *array_obj) {
     Py_buffer array;
