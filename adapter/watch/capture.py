@@ -34,6 +34,8 @@ def _compiling():
 
 
 def _raise(error):
+    """Raises `error` again: handed to `guarded` from an `except` block, so
+    that a failure caught in a hook is reported as guarded ones are."""
     raise error
 
 
