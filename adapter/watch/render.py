@@ -34,8 +34,6 @@ from torch_visualization.watch import plan as plans
 _NOT_YET = object()
 
 
-
-
 class Renderer:
     """The template and program of one packet layout (see the module doc).
 
